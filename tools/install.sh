@@ -100,8 +100,10 @@ say "checking the stack"
 "$PY" - <<'PY'
 import importlib, sys
 failed = []
-for name in ['torch', 'torchvision.ops', 'mmengine', 'mmcv.ops', 'mmdet', 'mmseg',
-             'mmpretrain', 'timm', 'mmsmlp']:
+# the *.models imports load each codebase's registry locations (mmseg's needs ftfy)
+for name in ['torch', 'torchvision.ops', 'mmengine', 'mmcv.ops', 'mmdet', 'mmdet.models',
+             'mmseg', 'mmseg.models', 'mmpretrain', 'mmpretrain.models', 'timm',
+             'mmsmlp']:
     try:
         mod = importlib.import_module(name)
         print(f'  ok   {name:16s} {getattr(mod, "__version__", "")}')

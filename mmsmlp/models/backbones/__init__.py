@@ -1,0 +1,3 @@
+from .smlpnet import SMLPNet
+
+__all__ = ['SMLPNet']

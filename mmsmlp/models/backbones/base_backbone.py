@@ -1,0 +1,170 @@
+"""What the mmsmlp backbones share: argument checks, input checks, the switches
+(``frozen_stages``, ``norm_eval``) and a strict shape check on checkpoint loading."""
+import os.path as osp
+import warnings
+from typing import Dict, Optional, Sequence, Tuple, Union
+
+import torch
+from mmengine.model import BaseModule
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from ..utils.token_mixing import TokenMixing
+
+
+def resolve_arch(name: str, arch: Union[str, dict], arch_zoo: Dict[str, dict],
+                 required: Sequence[str], optional: Dict[str, object]) -> dict:
+    """Return the settings of a preset name or check a custom arch dict.
+
+    ``required`` keys must be in a custom dict; ``optional`` maps the other accepted
+    keys to their defaults. Unknown keys are an error, not silently ignored.
+    """
+    if isinstance(arch, str):
+        key = arch.lower()
+        if key not in arch_zoo:
+            raise ValueError(f'{name}: arch={arch!r} is not a preset; choose one of '
+                             f'{sorted(set(arch_zoo))} or pass a dict with keys '
+                             f'{list(required) + list(optional)}')
+        return {**optional, **arch_zoo[key]}
+    if not isinstance(arch, dict):
+        raise TypeError(f'{name}: arch must be a preset name (str) or a dict, '
+                        f'got {type(arch).__name__}')
+    missing = [k for k in required if k not in arch]
+    unknown = [k for k in arch if k not in required and k not in optional]
+    if missing or unknown:
+        raise ValueError(f'{name}: custom arch {arch} has missing keys {missing} and '
+                         f'unknown keys {unknown}; required: {list(required)}, '
+                         f'optional: {list(optional)}')
+    return {**optional, **arch}
+
+
+def resolve_indices(name: str, indices: Union[int, Sequence[int]],
+                    num: int) -> Tuple[int, ...]:
+    """Normalise ``out_indices`` (negative indices count from the end)."""
+    if isinstance(indices, int):
+        indices = [indices]
+    if not isinstance(indices, Sequence) or len(indices) == 0:
+        raise TypeError(f'{name}: out_indices must be an int or a non-empty '
+                        f'sequence of ints, got {indices!r}')
+    out = []
+    for i in indices:
+        if not isinstance(i, int) or not -num <= i < num:
+            raise ValueError(f'{name}: out_indices={tuple(indices)} contains {i!r}; '
+                             f'accepted: integers in [{-num}, {num - 1}]')
+        out.append(i % num)
+    return tuple(sorted(set(out)))
+
+
+def init_cfg_from_pretrained(name: str, pretrained: Optional[str], init_cfg):
+    """Accept mmseg's deprecated ``pretrained=`` argument as an ``init_cfg``.
+
+    mmseg's base model configs set ``model.pretrained`` to ResNet weights
+    (``open-mmlab://...``); those can never initialise this backbone, so they are
+    refused with the fix instead of failing later in a download.
+    """
+    if pretrained is None:
+        return init_cfg
+    if not isinstance(pretrained, str):
+        raise TypeError(f'{name}: pretrained must be a checkpoint path (str) or '
+                        f'None, got {type(pretrained).__name__}')
+    if pretrained.startswith(('open-mmlab://', 'torchvision://', 'mmcls://')):
+        raise ValueError(
+            f'{name}: pretrained={pretrained!r} names weights of another model '
+            f'(inherited from a base config?). Set model.pretrained=None and load '
+            f'{name} weights with backbone.init_cfg=dict(type=\'Pretrained\', '
+            f'checkpoint=..., prefix=\'backbone.\')')
+    warnings.warn(f'{name}: pretrained is deprecated, use init_cfg=dict('
+                  f'type=\'Pretrained\', checkpoint=...) instead')
+    return dict(type='Pretrained', checkpoint=pretrained)
+
+
+class MLPBackboneMixin:
+    """Mixed into the ``BaseModule`` backbones of mmsmlp.
+
+    Subclasses set ``self.in_channels``, ``self.frozen_stages``, ``self.norm_eval``
+    and implement ``_freeze_stages``.
+    """
+
+    min_input_size = 32
+
+    def _check_input(self, x: torch.Tensor):
+        name = type(self).__name__
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f'{name}: input must be a torch.Tensor, '
+                            f'got {type(x).__name__}')
+        if x.dim() != 4:
+            raise ValueError(f'{name}: input must be 4-D (N, C, H, W), got shape '
+                             f'{tuple(x.shape)}')
+        if not x.is_floating_point():
+            raise TypeError(f'{name}: input must be a floating-point tensor, got '
+                            f'{x.dtype}')
+        if x.shape[1] != self.in_channels:
+            raise ValueError(f'{name}: input has {x.shape[1]} channels (shape '
+                             f'{tuple(x.shape)}) but in_channels={self.in_channels}')
+        h, w = x.shape[-2:]
+        if h < self.min_input_size or w < self.min_input_size:
+            raise ValueError(f'{name}: input spatial size {h}x{w} is too small; '
+                             f'height and width must be at least '
+                             f'{self.min_input_size}')
+
+    def _check_frozen_stages(self, frozen_stages: int, num_stages: int):
+        if not isinstance(frozen_stages, int) or \
+                not -1 <= frozen_stages < num_stages:
+            raise ValueError(f'{type(self).__name__}: frozen_stages={frozen_stages!r} '
+                             f'is out of range; accepted: -1 (none) to '
+                             f'{num_stages - 1}')
+
+    def init_weights(self):
+        """Check a ``Pretrained`` checkpoint path before mmengine opens it."""
+        cfgs = self.init_cfg if isinstance(self.init_cfg, list) else [self.init_cfg]
+        for cfg in cfgs:
+            if not isinstance(cfg, dict) or cfg.get('type') != 'Pretrained':
+                continue
+            ckpt = cfg.get('checkpoint')
+            if not isinstance(ckpt, str) or not ckpt:
+                raise ValueError(f'{type(self).__name__}: init_cfg {cfg} needs a '
+                                 'checkpoint path')
+            if '://' not in ckpt and not osp.isfile(ckpt):
+                raise FileNotFoundError(
+                    f'{type(self).__name__}: init_cfg checkpoint {ckpt!r} does not '
+                    f'exist (from init_cfg={cfg}); set it to your pretrained '
+                    'file, or to None to train from scratch')
+        super().init_weights()
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self._freeze_stages()
+        if mode and self.norm_eval:
+            for m in self.modules():
+                if isinstance(m, _BatchNorm):
+                    m.eval()
+        return self
+
+    @staticmethod
+    def _freeze(*modules):
+        for m in modules:
+            if m is None:
+                continue
+            m.eval()
+            for p in m.parameters():
+                p.requires_grad = False
+
+    def _check_checkpoint_shapes(self, state_dict, prefix, *args, **kwargs):
+        """Refuse a checkpoint whose tensors cannot fill this model.
+
+        Registered as a load-state-dict pre-hook: mmengine loads with
+        ``strict=False`` and would only warn about a size mismatch, leaving random
+        weights behind. Token-mixing weights are skipped here: their own pre-hook
+        resizes them (or explains why it cannot).
+        """
+        mixing = tuple(n + '.' for n, m in self.named_modules()
+                       if isinstance(m, TokenMixing))
+        for name, tensor in self.state_dict().items():
+            key = prefix + name
+            if key not in state_dict or name.startswith(mixing):
+                continue
+            got = state_dict[key]
+            if hasattr(got, 'shape') and tuple(got.shape) != tuple(tensor.shape):
+                raise ValueError(
+                    f'checkpoint key {key!r} has shape {tuple(got.shape)} but the '
+                    f'model expects {tuple(tensor.shape)}: the checkpoint is of '
+                    f'another architecture ({type(self).__name__} here)')

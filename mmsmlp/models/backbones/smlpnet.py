@@ -1,0 +1,338 @@
+"""sMLPNet: "Sparse MLP for Image Recognition: Is Self-Attention Really Necessary?"
+(Tang et al., AAAI 2022, arXiv 2109.05422), as a multi-scale backbone."""
+import math
+from functools import partial
+from typing import Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torch.utils.checkpoint as cp
+from mmcv.cnn import build_activation_layer, build_norm_layer
+from mmcv.cnn.bricks import DropPath
+from mmcv.cnn.bricks.transformer import PatchEmbed
+from mmengine.model import BaseModule, ModuleList
+from mmengine.utils import to_2tuple
+from timm.layers import Mlp
+
+from mmsmlp.registry import MODELS
+from ..utils.token_mixing import TokenMixing
+from .base_backbone import (MLPBackboneMixin, init_cfg_from_pretrained,
+                            resolve_arch, resolve_indices)
+
+
+class SparseMLP(nn.Module):
+    """The sMLP token mixing: ``fuse(concat[x, mix_width(x), mix_height(x)])``.
+
+    Each axial mixing is one ``Linear(N, N)`` over one spatial axis, shared by all
+    channels and all rows (columns); ``fuse`` is a ``Linear(3C, C)`` without bias.
+
+    Args:
+        channels (int): C.
+        grid_size (tuple[int, int]): reference token grid (H, W) of the weights.
+        interpolate_mode (str): how the axial weights are resized to another grid.
+        cache_size (int): resized weights kept per axis for inference.
+
+    Shapes:
+        input and output ``(B, H, W, C)`` (channels last), any H and W.
+    """
+
+    def __init__(self, channels: int, grid_size: Tuple[int, int],
+                 interpolate_mode: str = 'bilinear', cache_size: int = 8):
+        super().__init__()
+        kw = dict(interpolate_mode=interpolate_mode, cache_size=cache_size)
+        self.mix_height = TokenMixing(grid_size[0], **kw)
+        self.mix_width = TokenMixing(grid_size[1], **kw)
+        self.fuse = nn.Linear(3 * channels, channels, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _, h, w, _ = x.shape
+        x_w = self.mix_width(x, dim=2, grid=(w, ))
+        x_h = self.mix_height(x, dim=1, grid=(h, ))
+        # fuse(concat[x, x_w, x_h]) as a sum of three products: the 3C-channel
+        # tensor is never built.
+        w_id, w_w, w_h = self.fuse.weight.chunk(3, dim=1)
+        return F.linear(x, w_id) + F.linear(x_w, w_w) + F.linear(x_h, w_h)
+
+
+class SMLPBlock(BaseModule):
+    """One sMLPNet block: two residual branches sharing one drop-path rate.
+
+    * token mixing: ``BN -> act -> depthwise 3x3 -> BN -> act -> sMLP``;
+    * channel mixing: ``LN -> Linear(C, rC) -> act -> Linear(rC, C)``.
+
+    Shapes:
+        input and output ``(B, C, H, W)``; kept in ``channels_last`` memory so
+        that the channel-last views used by sMLP and the MLP are free.
+    """
+
+    def __init__(self,
+                 channels: int,
+                 grid_size: Tuple[int, int],
+                 mlp_ratio: float = 3.,
+                 drop_path_rate: float = 0.,
+                 norm_cfg: dict = dict(type='BN'),
+                 channel_norm_cfg: dict = dict(type='LN'),
+                 act_cfg: dict = dict(type='GELU'),
+                 interpolate_mode: str = 'bilinear',
+                 cache_size: int = 8,
+                 with_cp: bool = False,
+                 init_cfg=None):
+        super().__init__(init_cfg=init_cfg)
+        self.with_cp = with_cp
+        self.local_norm = build_norm_layer(norm_cfg, channels)[1]
+        self.local_mix = nn.Conv2d(
+            channels, channels, 3, padding=1, groups=channels, bias=False)
+        self.global_norm = build_norm_layer(norm_cfg, channels)[1]
+        self.act = build_activation_layer(act_cfg)
+        self.sparse_mlp = SparseMLP(channels, grid_size, interpolate_mode,
+                                    cache_size)
+        self.channel_norm = build_norm_layer(channel_norm_cfg, channels)[1]
+        self.channel_mlp = Mlp(
+            channels,
+            int(round(channels * mlp_ratio)),
+            act_layer=partial(build_activation_layer, act_cfg))
+        self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0 \
+            else nn.Identity()
+
+    def token_mix(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.local_mix(self.act(self.local_norm(x)))
+        x = self.act(self.global_norm(x))
+        return self.sparse_mlp(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+    def channel_mix(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.channel_norm(x.permute(0, 2, 3, 1))
+        return self.channel_mlp(x).permute(0, 3, 1, 2)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.drop_path(self.token_mix(x))
+        return x + self.drop_path(self.channel_mix(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.with_cp and x.requires_grad:
+            return cp.checkpoint(self._forward, x, use_reentrant=False)
+        return self._forward(x)
+
+
+class SMLPStage(BaseModule):
+    """A downsampling layer (stride-2, 2x2 conv; none in the first stage, whose
+    input comes from the stem) followed by ``depth`` blocks."""
+
+    def __init__(self, in_channels: int, channels: int, depth: int,
+                 grid_size: Tuple[int, int], downsample: bool,
+                 drop_path_rates: Sequence[float], block_cfg: dict,
+                 init_cfg=None):
+        super().__init__(init_cfg=init_cfg)
+        # pads bottom/right to even sizes, as Swin's patch embedding does
+        self.downsample = PatchEmbed(
+            in_channels, channels, kernel_size=2, stride=2, padding='corner',
+            bias=False) if downsample else None
+        self.blocks = ModuleList([
+            SMLPBlock(channels, grid_size, drop_path_rate=dpr, **block_cfg)
+            for dpr in drop_path_rates[:depth]
+        ])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.downsample is not None:
+            x = _tokens_to_map(*self.downsample(x))
+        for block in self.blocks:
+            x = block(x)
+        return x
+
+
+def _tokens_to_map(tokens: torch.Tensor, hw: Tuple[int, int]) -> torch.Tensor:
+    """``(B, H*W, C)`` tokens from mmcv's PatchEmbed -> ``(B, C, H, W)`` map in
+    channels-last memory (a view when the tokens are contiguous)."""
+    b, _, c = tokens.shape
+    return tokens.reshape(b, hw[0], hw[1], c).permute(0, 3, 1, 2).contiguous(
+        memory_format=torch.channels_last)
+
+
+@MODELS.register_module()
+class SMLPNet(MLPBackboneMixin, BaseModule):
+    """sMLPNet backbone (arXiv 2109.05422), pyramid of 4 stages (strides 4-32).
+
+    A 4x4 stride-4 patch convolution, then four stages of sMLP blocks with C, 2C,
+    4C, 8C channels; stages 2-4 start with a 2x2 stride-2 convolution. Each block
+    mixes tokens locally (depthwise 3x3 conv) and globally (sMLP: one learned
+    ``Linear(N, N)`` along the width and one along the height), then mixes channels
+    with an MLP.
+
+    The axial weights belong to the reference resolution ``img_size`` (token grids
+    56/28/14/7 at 224) and are resized to the grid of every input (see
+    :mod:`mmsmlp.models.utils.token_mixing`), so any input of at least 32x32 works;
+    sides that are not multiples of 32 are padded bottom/right before each stride.
+
+    Args:
+        arch (str | dict): ``'tiny'`` (``'t'``), ``'tiny-a2'`` (``'t*'``, the
+            paper's T*), ``'small'`` (``'s'``), ``'base'`` (``'b'``), or a dict with
+            ``embed_dims`` (C), ``depths`` (blocks per stage) and optionally
+            ``mlp_ratio`` (channel-MLP expansion, default 3). Defaults to 'tiny'.
+        img_size (int | tuple): reference input size of the axial weights.
+            Defaults to 224.
+        in_channels (int): input channels. Defaults to 3.
+        out_indices (int | Sequence[int]): stages whose outputs are returned, each
+            through its own norm layer ``norm{i}``. Defaults to ``(0, 1, 2, 3)``.
+        drop_path_rate (float): stochastic depth, growing linearly over all blocks
+            from 0 to this value. Defaults to 0.
+        norm_cfg (dict): norm of the token-mixing branch and of the outputs
+            (``BN`` or ``SyncBN``). Defaults to ``dict(type='BN')``.
+        channel_norm_cfg (dict): norm of the channel-mixing branch.
+            Defaults to ``dict(type='LN')``.
+        act_cfg (dict): activation. Defaults to ``dict(type='GELU')``.
+        out_norm (bool): add ``norm{i}`` to each output. Defaults to True.
+        interpolate_mode (str): ``F.interpolate`` mode for resizing the axial
+            weights. Defaults to ``'bilinear'``.
+        resize_cache_size (int): resized axial weights cached per mixing at
+            inference (bounded, cleared when the weights change). Defaults to 8.
+        frozen_stages (int): -1 freezes nothing; k >= 0 freezes the stem, stages
+            0..k and their output norms (mmpretrain's Swin semantics); they stay
+            frozen after ``train()``. Defaults to -1.
+        norm_eval (bool): keep BatchNorm layers in eval mode while training.
+            Defaults to False.
+        with_cp (bool): activation checkpointing per block. Defaults to False.
+        pretrained (str, optional): deprecated (mmseg style), same as
+            ``init_cfg=dict(type='Pretrained', checkpoint=pretrained)``.
+        init_cfg (dict | list, optional): e.g.
+            ``dict(type='Pretrained', checkpoint=..., prefix='backbone.')``.
+
+    Shapes:
+        input ``(B, in_channels, H, W)`` with H, W >= 32; output: a tuple with one
+        ``(B, C * 2**i, ceil(H / 2**(i+2)), ceil(W / 2**(i+2)))`` tensor per out index.
+    """
+
+    arch_zoo = {
+        **dict.fromkeys(['t', 'tiny'],
+                        dict(embed_dims=80, depths=[2, 8, 14, 2], mlp_ratio=3)),
+        **dict.fromkeys(['t*', 'tiny-a2'],
+                        dict(embed_dims=80, depths=[2, 8, 14, 2], mlp_ratio=2)),
+        **dict.fromkeys(['s', 'small'],
+                        dict(embed_dims=96, depths=[2, 10, 24, 2], mlp_ratio=3)),
+        **dict.fromkeys(['b', 'base'],
+                        dict(embed_dims=112, depths=[2, 10, 24, 2], mlp_ratio=3)),
+    }
+    patch_size = 4
+
+    def __init__(self,
+                 arch: Union[str, dict] = 'tiny',
+                 img_size: Union[int, Tuple[int, int]] = 224,
+                 in_channels: int = 3,
+                 out_indices: Union[int, Sequence[int]] = (0, 1, 2, 3),
+                 drop_path_rate: float = 0.,
+                 norm_cfg: dict = dict(type='BN'),
+                 channel_norm_cfg: dict = dict(type='LN'),
+                 act_cfg: dict = dict(type='GELU'),
+                 out_norm: bool = True,
+                 interpolate_mode: str = 'bilinear',
+                 resize_cache_size: int = 8,
+                 frozen_stages: int = -1,
+                 norm_eval: bool = False,
+                 with_cp: bool = False,
+                 pretrained: Optional[str] = None,
+                 init_cfg=[
+                     dict(type='TruncNormal', layer='Linear', std=.02, bias=0.),
+                     dict(type='Constant', layer=['LayerNorm', '_BatchNorm'],
+                          val=1., bias=0.),
+                 ]):
+        super().__init__(
+            init_cfg=init_cfg_from_pretrained('SMLPNet', pretrained, init_cfg))
+        settings = resolve_arch('SMLPNet', arch, self.arch_zoo,
+                                required=('embed_dims', 'depths'),
+                                optional=dict(mlp_ratio=3))
+        self.embed_dims = int(settings['embed_dims'])
+        self.depths = [int(d) for d in settings['depths']]
+        self.mlp_ratio = settings['mlp_ratio']
+        if self.embed_dims < 1 or not self.depths or min(self.depths) < 1:
+            raise ValueError(f'SMLPNet: arch {settings} needs embed_dims >= 1 and '
+                             'a non-empty list of depths >= 1')
+        self.num_stages = len(self.depths)
+        if not 0 <= drop_path_rate < 1:
+            raise ValueError(f'SMLPNet: drop_path_rate={drop_path_rate} must be '
+                             'in [0, 1)')
+        self.in_channels = in_channels
+        self.img_size = to_2tuple(img_size)
+        if min(self.img_size) < self.min_input_size:
+            raise ValueError(f'SMLPNet: img_size={img_size} must be at least '
+                             f'{self.min_input_size}')
+        self.out_indices = resolve_indices('SMLPNet', out_indices, self.num_stages)
+        self._check_frozen_stages(frozen_stages, self.num_stages)
+        self.frozen_stages = frozen_stages
+        self.norm_eval = norm_eval
+
+        self.patch_embed = PatchEmbed(
+            in_channels, self.embed_dims, kernel_size=self.patch_size,
+            stride=self.patch_size, padding='corner', bias=False,
+            input_size=self.img_size)
+        grid = self.patch_embed.init_out_size  # (56, 56) at 224
+
+        dpr = torch.linspace(0, drop_path_rate, sum(self.depths)).tolist()
+        block_cfg = dict(
+            mlp_ratio=self.mlp_ratio, norm_cfg=norm_cfg,
+            channel_norm_cfg=channel_norm_cfg, act_cfg=act_cfg,
+            interpolate_mode=interpolate_mode, cache_size=resize_cache_size,
+            with_cp=with_cp)
+        self.stages = ModuleList()
+        self.num_features = []
+        in_ch = self.embed_dims
+        for i, depth in enumerate(self.depths):
+            channels = self.embed_dims * 2**i
+            if i > 0:
+                grid = tuple(math.ceil(g / 2) for g in grid)
+            self.stages.append(
+                SMLPStage(in_ch, channels, depth, grid, downsample=i > 0,
+                          drop_path_rates=dpr, block_cfg=block_cfg))
+            dpr = dpr[depth:]
+            self.num_features.append(channels)
+            in_ch = channels
+
+        for i in self.out_indices:
+            norm = build_norm_layer(norm_cfg, self.num_features[i])[1] \
+                if out_norm else nn.Identity()
+            self.add_module(f'norm{i}', norm)
+
+        self._register_load_state_dict_pre_hook(self._check_checkpoint_shapes)
+        self._freeze_stages()
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        self._check_input(x)
+        x = _tokens_to_map(*self.patch_embed(x))
+        outs = []
+        for i, stage in enumerate(self.stages):
+            x = stage(x)
+            if i in self.out_indices:
+                out = getattr(self, f'norm{i}')(x)
+                outs.append(out.contiguous())
+        return tuple(outs)
+
+    def _freeze_stages(self):
+        if self.frozen_stages >= 0:
+            self._freeze(self.patch_embed)
+        for i in range(self.frozen_stages + 1):
+            self._freeze(self.stages[i])
+            if i in self.out_indices:
+                self._freeze(getattr(self, f'norm{i}'))
+
+    def get_layer_depth(self, param_name: str, prefix: str = ''):
+        """Layer-wise depth of a parameter, for layer-wise lr decay.
+
+        The stem is depth 0, block j of stage i is ``sum(depths[:i]) + j + 1``, a
+        stage's downsampling conv shares the depth of the previous stage's last
+        block, and the output norms and anything outside the backbone (the head)
+        are the last depth.
+
+        Returns:
+            tuple[int, int]: the layer depth and the number of depths.
+        """
+        num_layers = sum(self.depths) + 2
+        if not param_name.startswith(prefix):
+            return num_layers - 1, num_layers
+        name = param_name[len(prefix):]
+        if name.startswith('patch_embed'):
+            return 0, num_layers
+        if name.startswith('stages.'):
+            parts = name.split('.')
+            stage_id = int(parts[1])
+            if parts[2] == 'downsample':
+                return sum(self.depths[:stage_id]), num_layers
+            return sum(self.depths[:stage_id]) + int(parts[3]) + 1, num_layers
+        return num_layers - 1, num_layers
