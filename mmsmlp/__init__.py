@@ -1,1 +1,5 @@
+"""mmsmlp: sparse-MLP vision backbones (sMLPNet, ResMLP, S2-MLP) for OpenMMLab."""
+from . import engine, models  # noqa: F401  (registers modules and hooks)
 from .version import __version__
+
+__all__ = ['__version__']

@@ -1,0 +1,32 @@
+# Cascade Mask R-CNN, 3x schedule with multi-scale training: mmdet's cascade
+# ms-3x recipe with AdamW instead of SGD.
+_base_ = [
+    'mmdet::cascade_rcnn/cascade-mask-rcnn_r50_fpn_ms-3x_coco.py',
+    '../_base_/mmsmlp.py'
+]
+
+pretrained = 'checkpoints/smlpnet-t_in1k.pth'
+
+
+model = dict(
+    backbone=dict(
+        _delete_=True,
+        type='SMLPNet',
+        arch='tiny',
+        drop_path_rate=0.2,
+        out_indices=(0, 1, 2, 3),
+        norm_cfg=dict(type='SyncBN', requires_grad=True),
+        init_cfg=dict(type='Pretrained', checkpoint=pretrained,
+                      prefix='backbone.')),
+    neck=dict(in_channels=[80, 160, 320, 640]))
+
+optim_wrapper = dict(
+    _delete_=True,
+    type='OptimWrapper',
+    optimizer=dict(type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05),
+    paramwise_cfg=dict(
+        norm_decay_mult=0.,
+        custom_keys={
+            'mix_height.bias': dict(decay_mult=0.),
+            'mix_width.bias': dict(decay_mult=0.),
+        }))

@@ -1,0 +1,32 @@
+_base_ = [
+    'mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py', '../_base_/mmsmlp.py'
+]
+
+# An ImageNet-1k checkpoint of sMLPNet-T (e.g. from configs/smlpnet/smlpnet-t_*_in1k.py
+# or tools/model_converters/smlp2mmsmlp.py). Training stops with a clear error while
+# the file is missing; pass --cfg-options model.backbone.init_cfg=None to start
+# from scratch.
+pretrained = 'checkpoints/smlpnet-t_in1k.pth'
+
+model = dict(
+    backbone=dict(
+        _delete_=True,
+        type='SMLPNet',
+        arch='tiny',
+        drop_path_rate=0.2,
+        out_indices=(0, 1, 2, 3),
+        # SyncBN across GPUs; it acts as plain BN in a single process
+        norm_cfg=dict(type='SyncBN', requires_grad=True),
+        init_cfg=dict(type='Pretrained', checkpoint=pretrained,
+                      prefix='backbone.')),
+    neck=dict(in_channels=[80, 160, 320, 640]))
+
+# AdamW without weight decay on norm layers and on the axial-mixing biases
+optim_wrapper = dict(
+    paramwise_cfg=dict(
+        _delete_=True,
+        norm_decay_mult=0.,
+        custom_keys={
+            'mix_height.bias': dict(decay_mult=0.),
+            'mix_width.bias': dict(decay_mult=0.),
+        }))

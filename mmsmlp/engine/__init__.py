@@ -1,0 +1,4 @@
+from .hooks import WeightsOnlyCheckpointHook
+from .model_wrappers import CPUDistributedDataParallel
+
+__all__ = ['WeightsOnlyCheckpointHook', 'CPUDistributedDataParallel']

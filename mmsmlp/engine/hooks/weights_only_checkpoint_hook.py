@@ -1,0 +1,86 @@
+"""Checkpoints that load with ``torch.load(weights_only=True)``.
+
+torch >= 2.6 loads with ``weights_only=True`` by default and refuses mmengine's
+checkpoints, whose message hub pickles ``HistoryBuffer`` objects holding numpy
+arrays (their unpickling would also need ``getattr``, which must never be
+allow-listed: it opens the door to running code from a file). Instead of widening
+what the unpickler accepts, this hook makes what is saved plain data — dicts, lists,
+strings, numbers and tensors — and rebuilds the objects after loading.
+"""
+import numbers
+from collections import OrderedDict
+from typing import Any
+
+import numpy as np
+import torch
+from mmengine.hooks import Hook
+from mmengine.logging import HistoryBuffer
+
+from mmsmlp.registry import HOOKS
+
+_TAG = '__mmsmlp_history_buffer__'
+
+
+def to_plain(obj: Any, where: str = 'checkpoint') -> Any:
+    """Recursively turn ``obj`` into data ``weights_only`` unpickling accepts.
+
+    HistoryBuffers become tagged dicts, numpy arrays become tensors and numpy
+    scalars Python numbers; anything else that is not plain data is an error
+    naming where it sits (it would make the checkpoint unloadable).
+    """
+    if obj is None or isinstance(obj, (bool, int, float, str, bytes, torch.Tensor,
+                                       torch.dtype, torch.device, torch.Size)):
+        return obj
+    if isinstance(obj, HistoryBuffer):
+        logs, counts = obj.data
+        return {_TAG: True, 'max_length': int(obj.max_length),
+                'log_history': torch.from_numpy(np.asarray(logs, dtype=np.float64)),
+                'count_history': torch.from_numpy(np.asarray(counts, dtype=np.float64))}
+    if isinstance(obj, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(obj))
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, numbers.Number):  # e.g. fractions
+        return float(obj)
+    if isinstance(obj, dict):
+        out = {k: to_plain(v, f'{where}[{k!r}]') for k, v in obj.items()}
+        if isinstance(obj, OrderedDict):  # state dicts: keep their module versions
+            out = OrderedDict(out)
+            if hasattr(obj, '_metadata'):
+                out._metadata = obj._metadata
+        return out
+    if isinstance(obj, (list, tuple)):
+        items = [to_plain(v, f'{where}[{i}]') for i, v in enumerate(obj)]
+        return items if isinstance(obj, list) else tuple(items)
+    raise TypeError(f'{where} holds a {type(obj).__module__}.{type(obj).__qualname__}, '
+                    'which a weights_only checkpoint cannot store')
+
+
+def from_plain(obj: Any) -> Any:
+    """Inverse of :func:`to_plain` for the objects it rebuilds (HistoryBuffers)."""
+    if isinstance(obj, dict):
+        if obj.get(_TAG) is True:
+            return HistoryBuffer(obj['log_history'].tolist(),
+                                 obj['count_history'].tolist(), obj['max_length'])
+        return {k: from_plain(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [from_plain(v) for v in obj]
+    return obj
+
+
+@HOOKS.register_module()
+class WeightsOnlyCheckpointHook(Hook):
+    """Save checkpoints as plain data and restore the message hub after loading,
+    so that ``resume``, ``load_from`` and ``init_cfg`` work with torch's safe
+    ``weights_only=True`` loading."""
+
+    priority = 'VERY_LOW'  # after every hook that adds to the checkpoint
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        plain = to_plain(checkpoint)
+        checkpoint.clear()
+        checkpoint.update(plain)
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        if 'message_hub' in checkpoint:
+            checkpoint['message_hub'] = from_plain(checkpoint['message_hub'])
