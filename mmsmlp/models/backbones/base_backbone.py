@@ -37,18 +37,18 @@ def resolve_arch(name: str, arch: Union[str, dict], arch_zoo: Dict[str, dict],
     return {**optional, **arch}
 
 
-def resolve_indices(name: str, indices: Union[int, Sequence[int]],
-                    num: int) -> Tuple[int, ...]:
-    """Normalise ``out_indices`` (negative indices count from the end)."""
+def resolve_indices(name: str, indices: Union[int, Sequence[int]], num: int,
+                    arg: str = 'out_indices') -> Tuple[int, ...]:
+    """Normalise stage indices (negative ones count from the end)."""
     if isinstance(indices, int):
         indices = [indices]
     if not isinstance(indices, Sequence) or len(indices) == 0:
-        raise TypeError(f'{name}: out_indices must be an int or a non-empty '
+        raise TypeError(f'{name}: {arg} must be an int or a non-empty '
                         f'sequence of ints, got {indices!r}')
     out = []
     for i in indices:
         if not isinstance(i, int) or not -num <= i < num:
-            raise ValueError(f'{name}: out_indices={tuple(indices)} contains {i!r}; '
+            raise ValueError(f'{name}: {arg}={tuple(indices)} contains {i!r}; '
                              f'accepted: integers in [{-num}, {num - 1}]')
         out.append(i % num)
     return tuple(sorted(set(out)))

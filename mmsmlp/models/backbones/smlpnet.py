@@ -180,7 +180,12 @@ class SMLPNet(MLPBackboneMixin, BaseModule):
         channel_norm_cfg (dict): norm of the channel-mixing branch.
             Defaults to ``dict(type='LN')``.
         act_cfg (dict): activation. Defaults to ``dict(type='GELU')``.
-        out_norm (bool): add ``norm{i}`` to each output. Defaults to True.
+        out_norm (bool | Sequence[int]): which outputs get their own norm layer
+            ``norm{i}`` (built with ``norm_cfg``): True for every out index, False
+            for none, or the stage indices that get one. ImageNet checkpoints
+            hold only the last stage's norm (the paper's final BatchNorm), so
+            ``out_norm=(3, )`` fine-tunes without new, untrained norms.
+            Defaults to True.
         interpolate_mode (str): ``F.interpolate`` mode for resizing the axial
             weights. Defaults to ``'bilinear'``.
         resize_cache_size (int): resized axial weights cached per mixing at
@@ -222,7 +227,7 @@ class SMLPNet(MLPBackboneMixin, BaseModule):
                  norm_cfg: dict = dict(type='BN'),
                  channel_norm_cfg: dict = dict(type='LN'),
                  act_cfg: dict = dict(type='GELU'),
-                 out_norm: bool = True,
+                 out_norm: Union[bool, Sequence[int]] = True,
                  interpolate_mode: str = 'bilinear',
                  resize_cache_size: int = 8,
                  frozen_stages: int = -1,
@@ -285,9 +290,17 @@ class SMLPNet(MLPBackboneMixin, BaseModule):
             self.num_features.append(channels)
             in_ch = channels
 
+        if isinstance(out_norm, bool):
+            normed = self.out_indices if out_norm else ()
+        else:
+            normed = resolve_indices('SMLPNet', out_norm, self.num_stages,
+                                     arg='out_norm')
+            if not set(normed) <= set(self.out_indices):
+                raise ValueError(f'SMLPNet: out_norm={tuple(out_norm)} names stages '
+                                 f'that are not in out_indices={self.out_indices}')
         for i in self.out_indices:
             norm = build_norm_layer(norm_cfg, self.num_features[i])[1] \
-                if out_norm else nn.Identity()
+                if i in normed else nn.Identity()
             self.add_module(f'norm{i}', norm)
 
         self._register_load_state_dict_pre_hook(self._check_checkpoint_shapes)

@@ -229,3 +229,15 @@ def test_missing_pretrained_file_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match=r'init_cfg checkpoint .*nope.pth.* does '
                        'not exist'):
         model.init_weights()
+
+
+def test_out_norm_on_chosen_outputs_only():
+    model = SMLPNet(arch=SMALL, out_norm=(3, ))
+    assert isinstance(model.norm0, torch.nn.Identity)
+    assert isinstance(model.norm3, _BatchNorm)
+    # a classifier checkpoint (final norm only) fills this backbone exactly
+    cls = SMLPNet(arch=SMALL, out_indices=(3, ))
+    missing, unexpected = model.load_state_dict(cls.state_dict(), strict=False)
+    assert missing == [] and unexpected == []
+    with pytest.raises(ValueError, match=r'out_norm=\(2,\).*out_indices=\(3,\)'):
+        SMLPNet(arch=SMALL, out_indices=(3, ), out_norm=(2, ))
