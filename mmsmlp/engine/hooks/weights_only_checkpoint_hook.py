@@ -28,6 +28,8 @@ def to_plain(obj: Any, where: str = 'checkpoint') -> Any:
     scalars Python numbers; anything else that is not plain data is an error
     naming where it sits (it would make the checkpoint unloadable).
     """
+    if isinstance(obj, np.generic):  # before float: np.float64 subclasses float
+        return obj.item()
     if obj is None or isinstance(obj, (bool, int, float, str, bytes, torch.Tensor,
                                        torch.dtype, torch.device, torch.Size)):
         return obj
@@ -38,8 +40,6 @@ def to_plain(obj: Any, where: str = 'checkpoint') -> Any:
                 'count_history': torch.from_numpy(np.asarray(counts, dtype=np.float64))}
     if isinstance(obj, np.ndarray):
         return torch.from_numpy(np.ascontiguousarray(obj))
-    if isinstance(obj, np.generic):
-        return obj.item()
     if isinstance(obj, numbers.Number):  # e.g. fractions
         return float(obj)
     if isinstance(obj, dict):
