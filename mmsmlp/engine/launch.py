@@ -137,14 +137,51 @@ def enable_amp(cfg: Config):
     wrapper.setdefault('loss_scale', 'dynamic')
 
 
+def latest_loadable_checkpoint(work_dir: str) -> Optional[str]:
+    """The newest checkpoint of ``work_dir`` that loads (``weights_only=True``).
+
+    A run killed while writing a checkpoint leaves a truncated file (mmengine
+    writes in place) or an empty ``last_checkpoint``; those are skipped, with a
+    warning naming them, in favour of the previous complete one.
+    """
+    from mmengine.logging import print_log
+    if not osp.isdir(work_dir):
+        return None
+    candidates = []
+    pointer = osp.join(work_dir, 'last_checkpoint')
+    if osp.isfile(pointer):
+        with open(pointer) as f:
+            named = f.read().strip()
+        if named:
+            candidates.append(named)
+    candidates += sorted(
+        (osp.join(work_dir, f) for f in os.listdir(work_dir) if f.endswith('.pth')),
+        key=osp.getmtime, reverse=True)
+    seen = set()
+    for path in candidates:
+        if path in seen or not osp.isfile(path):
+            continue
+        seen.add(path)
+        try:
+            torch.load(path, map_location='cpu', weights_only=True)
+            return path
+        except Exception as e:  # truncated, corrupt or unsafe: try an older one
+            print_log(f'skipping checkpoint {path!r} for --resume: it cannot be '
+                      f'loaded ({type(e).__name__}: {str(e).splitlines()[0][:200]})',
+                      logger='current', level=30)
+    return None
+
+
 def set_resume(cfg: Config, resume: Optional[str]):
-    """``--resume`` alone resumes from the work dir's last checkpoint,
-    ``--resume PATH`` from that file."""
+    """``--resume`` alone resumes from the newest complete checkpoint of the work
+    dir (a fresh start if there is none), ``--resume PATH`` from that file."""
     if resume is None:
         return
     if resume == 'auto':
-        cfg.resume = True
-        cfg.load_from = None
+        ckpt = latest_loadable_checkpoint(cfg.work_dir)
+        if ckpt is not None:  # otherwise a fresh start (with the config's load_from)
+            cfg.resume = True
+            cfg.load_from = ckpt
     else:
         if not osp.isfile(resume):
             raise ConfigError(f'--resume {resume!r}: checkpoint file does not exist')

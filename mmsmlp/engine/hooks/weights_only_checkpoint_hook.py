@@ -72,11 +72,23 @@ def from_plain(obj: Any) -> Any:
 class WeightsOnlyCheckpointHook(Hook):
     """Save checkpoints as plain data and restore the message hub after loading,
     so that ``resume``, ``load_from`` and ``init_cfg`` work with torch's safe
-    ``weights_only=True`` loading."""
+    ``weights_only=True`` loading.
+
+    It also saves torch's random state and restores it when a run is resumed, so
+    that a resumed run continues exactly as the uninterrupted one (mmengine replays
+    the data of the finished iterations, which restores the data pipeline's numpy
+    state, but not the model's torch state: samplers, dropout, drop path).
+    """
 
     priority = 'VERY_LOW'  # after every hook that adds to the checkpoint
 
+    def __init__(self):
+        self._resumed_rng = None
+
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        checkpoint['rng_state'] = dict(torch=torch.get_rng_state())
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            checkpoint['rng_state']['cuda'] = torch.cuda.get_rng_state_all()
         plain = to_plain(checkpoint)
         checkpoint.clear()
         checkpoint.update(plain)
@@ -84,3 +96,14 @@ class WeightsOnlyCheckpointHook(Hook):
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         if 'message_hub' in checkpoint:
             checkpoint['message_hub'] = from_plain(checkpoint['message_hub'])
+        self._resumed_rng = checkpoint.get('rng_state')
+
+    def before_train(self, runner) -> None:
+        # after load_or_resume; only a resumed run (not load_from) continues the
+        # random stream of the run it resumes
+        rng, self._resumed_rng = self._resumed_rng, None
+        if rng is None or runner.iter == 0:
+            return
+        torch.set_rng_state(rng['torch'])
+        if 'cuda' in rng and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng['cuda'])
