@@ -21,44 +21,81 @@ from .base_backbone import (MLPBackboneMixin, init_cfg_from_pretrained,
                             resolve_arch, resolve_indices)
 
 
+FUSE_MODES = ('concat', 'sum', 'weighted_sum')
+BRANCH_MODES = ('parallel', 'sequential')
+
+
 class SparseMLP(nn.Module):
     """The sMLP token mixing: ``fuse(concat[x, mix_width(x), mix_height(x)])``.
 
     Each axial mixing is one ``Linear(N, N)`` over one spatial axis, shared by all
     channels and all rows (columns); ``fuse`` is a ``Linear(3C, C)`` without bias.
+    The other settings are the paper's ablations (Tables 3 and 4).
 
     Args:
         channels (int): C.
         grid_size (tuple[int, int]): reference token grid (H, W) of the weights.
         interpolate_mode (str): how the axial weights are resized to another grid.
         cache_size (int): resized weights kept per axis for inference.
+        fuse_mode (str): ``'concat'`` (concat + ``Linear(kC, C)``, the paper's
+            default), ``'sum'`` (branches added) or ``'weighted_sum'`` (branches
+            added with a learned weight per branch and channel).
+        branch_mode (str): ``'parallel'`` (both axial mixings read ``x``) or
+            ``'sequential'`` (the height mixing reads the width-mixed tensor).
+        identity (bool): keep the identity branch ``x``. Defaults to True.
 
     Shapes:
         input and output ``(B, H, W, C)`` (channels last), any H and W.
     """
 
-    def __init__(self, channels: int, grid_size: Tuple[int, int],
-                 interpolate_mode: str = 'bilinear', cache_size: int = 8):
+    def __init__(self,
+                 channels: int,
+                 grid_size: Tuple[int, int],
+                 interpolate_mode: str = 'bilinear',
+                 cache_size: int = 8,
+                 fuse_mode: str = 'concat',
+                 branch_mode: str = 'parallel',
+                 identity: bool = True):
         super().__init__()
+        if fuse_mode not in FUSE_MODES:
+            raise ValueError(f'fuse_mode={fuse_mode!r}; accepted: {FUSE_MODES}')
+        if branch_mode not in BRANCH_MODES:
+            raise ValueError(f'branch_mode={branch_mode!r}; accepted: {BRANCH_MODES}')
         kw = dict(interpolate_mode=interpolate_mode, cache_size=cache_size)
         self.mix_height = TokenMixing(grid_size[0], **kw)
         self.mix_width = TokenMixing(grid_size[1], **kw)
-        self.fuse = nn.Linear(3 * channels, channels, bias=False)
+        self.fuse_mode, self.branch_mode, self.identity = fuse_mode, branch_mode, identity
+        self.num_branches = 3 if identity else 2
+        if fuse_mode == 'concat':
+            self.fuse = nn.Linear(self.num_branches * channels, channels, bias=False)
+        elif fuse_mode == 'weighted_sum':
+            self.fuse_weight = nn.Parameter(torch.ones(self.num_branches, channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _, h, w, _ = x.shape
         x_w = self.mix_width(x, dim=2, grid=(w, ))
-        x_h = self.mix_height(x, dim=1, grid=(h, ))
-        # fuse(concat[x, x_w, x_h]) as a sum of three products: the 3C-channel
-        # tensor is never built.
-        w_id, w_w, w_h = self.fuse.weight.chunk(3, dim=1)
-        return F.linear(x, w_id) + F.linear(x_w, w_w) + F.linear(x_h, w_h)
+        x_h = self.mix_height(x_w if self.branch_mode == 'sequential' else x,
+                              dim=1, grid=(h, ))
+        branches = (x, x_w, x_h) if self.identity else (x_w, x_h)
+        if self.fuse_mode == 'concat':
+            # fuse(concat[...]) as a sum of per-branch products: the kC-channel
+            # tensor is never built
+            parts = self.fuse.weight.chunk(self.num_branches, dim=1)
+            out = F.linear(branches[0], parts[0])
+            for b, part in zip(branches[1:], parts[1:]):
+                out = out + F.linear(b, part)
+            return out
+        if self.fuse_mode == 'weighted_sum':
+            return sum(b * wt for b, wt in zip(branches, self.fuse_weight))
+        return sum(branches)
 
 
 class SMLPBlock(BaseModule):
     """One sMLPNet block: two residual branches sharing one drop-path rate.
 
-    * token mixing: ``BN -> act -> depthwise 3x3 -> BN -> act -> sMLP``;
+    * token mixing: ``BN -> act -> depthwise 3x3`` (local, ``local_mix``) then
+      ``BN -> act -> sMLP`` (global, ``global_mix``); either may be switched off
+      (the paper's Tables 1 and 2), ``smlp_cfg`` goes to :class:`SparseMLP`;
     * channel mixing: ``LN -> Linear(C, rC) -> act -> Linear(rC, C)``.
 
     Shapes:
@@ -77,16 +114,24 @@ class SMLPBlock(BaseModule):
                  interpolate_mode: str = 'bilinear',
                  cache_size: int = 8,
                  with_cp: bool = False,
+                 local_mix: bool = True,
+                 global_mix: bool = True,
+                 smlp_cfg: dict = dict(),
                  init_cfg=None):
         super().__init__(init_cfg=init_cfg)
+        if not (local_mix or global_mix):
+            raise ValueError('an sMLP block needs local_mix or global_mix (sMLP) '
+                             'for its token mixing')
         self.with_cp = with_cp
-        self.local_norm = build_norm_layer(norm_cfg, channels)[1]
-        self.local_mix = nn.Conv2d(
-            channels, channels, 3, padding=1, groups=channels, bias=False)
-        self.global_norm = build_norm_layer(norm_cfg, channels)[1]
         self.act = build_activation_layer(act_cfg)
-        self.sparse_mlp = SparseMLP(channels, grid_size, interpolate_mode,
-                                    cache_size)
+        if local_mix:
+            self.local_norm = build_norm_layer(norm_cfg, channels)[1]
+            self.local_mix = nn.Conv2d(
+                channels, channels, 3, padding=1, groups=channels, bias=False)
+        if global_mix:
+            self.global_norm = build_norm_layer(norm_cfg, channels)[1]
+            self.sparse_mlp = SparseMLP(channels, grid_size, interpolate_mode,
+                                        cache_size, **smlp_cfg)
         self.channel_norm = build_norm_layer(channel_norm_cfg, channels)[1]
         self.channel_mlp = Mlp(
             channels,
@@ -96,9 +141,12 @@ class SMLPBlock(BaseModule):
             else nn.Identity()
 
     def token_mix(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.local_mix(self.act(self.local_norm(x)))
-        x = self.act(self.global_norm(x))
-        return self.sparse_mlp(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        if hasattr(self, 'local_mix'):
+            x = self.local_mix(self.act(self.local_norm(x)))
+        if hasattr(self, 'sparse_mlp'):
+            x = self.act(self.global_norm(x))
+            x = self.sparse_mlp(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        return x
 
     def channel_mix(self, x: torch.Tensor) -> torch.Tensor:
         x = self.channel_norm(x.permute(0, 2, 3, 1))
@@ -196,6 +244,16 @@ class SMLPNet(MLPBackboneMixin, BaseModule):
         norm_eval (bool): keep BatchNorm layers in eval mode while training.
             Defaults to False.
         with_cp (bool): activation checkpointing per block. Defaults to False.
+        local_mix (bool): the depthwise 3x3 conv of the token mixing; False is the
+            paper's "global only" ablation (Table 1). Defaults to True.
+        smlp_stages (Sequence[int], optional): stages whose blocks have sMLP;
+            the others mix tokens with the depthwise conv only (Table 2).
+            Defaults to all stages.
+        fuse_mode (str): sMLP branch fusion, ``'concat'`` (concat + FC, the
+            default), ``'sum'`` or ``'weighted_sum'`` (Table 3).
+        branch_mode (str): ``'parallel'`` or ``'sequential'`` axial mixings
+            (Table 4; sequential: the height mixing reads the width-mixed map).
+        identity_branch (bool): keep the identity branch of sMLP (Table 4).
         pretrained (str, optional): deprecated (mmseg style), same as
             ``init_cfg=dict(type='Pretrained', checkpoint=pretrained)``.
         init_cfg (dict | list, optional): e.g.
@@ -233,6 +291,11 @@ class SMLPNet(MLPBackboneMixin, BaseModule):
                  frozen_stages: int = -1,
                  norm_eval: bool = False,
                  with_cp: bool = False,
+                 local_mix: bool = True,
+                 smlp_stages: Optional[Sequence[int]] = None,
+                 fuse_mode: str = 'concat',
+                 branch_mode: str = 'parallel',
+                 identity_branch: bool = True,
                  pretrained: Optional[str] = None,
                  init_cfg=[
                      dict(type='TruncNormal', layer='Linear', std=.02, bias=0.),
@@ -270,8 +333,17 @@ class SMLPNet(MLPBackboneMixin, BaseModule):
             input_size=self.img_size)
         grid = self.patch_embed.init_out_size  # (56, 56) at 224
 
+        smlp_stages = range(self.num_stages) if smlp_stages is None else \
+            resolve_indices('SMLPNet', list(smlp_stages), self.num_stages,
+                            arg='smlp_stages') if len(smlp_stages) else ()
+        if not local_mix and len(smlp_stages) < self.num_stages:
+            raise ValueError(f'SMLPNet: local_mix=False with smlp_stages='
+                             f'{tuple(smlp_stages)} leaves stages without token mixing')
+        smlp_cfg = dict(fuse_mode=fuse_mode, branch_mode=branch_mode,
+                        identity=identity_branch)
+
         dpr = torch.linspace(0, drop_path_rate, sum(self.depths)).tolist()
-        block_cfg = dict(
+        block_cfg = dict(local_mix=local_mix, smlp_cfg=smlp_cfg,
             mlp_ratio=self.mlp_ratio, norm_cfg=norm_cfg,
             channel_norm_cfg=channel_norm_cfg, act_cfg=act_cfg,
             interpolate_mode=interpolate_mode, cache_size=resize_cache_size,
@@ -285,7 +357,8 @@ class SMLPNet(MLPBackboneMixin, BaseModule):
                 grid = tuple(math.ceil(g / 2) for g in grid)
             self.stages.append(
                 SMLPStage(in_ch, channels, depth, grid, downsample=i > 0,
-                          drop_path_rates=dpr, block_cfg=block_cfg))
+                          drop_path_rates=dpr,
+                          block_cfg=dict(block_cfg, global_mix=i in smlp_stages)))
             dpr = dpr[depth:]
             self.num_features.append(channels)
             in_ch = channels

@@ -1,4 +1,8 @@
+from .simple_pyramid import LayerNorm2d, SimplePyramid, build_norm_2d
 from .token_mixing import (TokenMixing, interpolation_matrix, mix_tokens,
                            resize_token_mixing)
 
-__all__ = ['TokenMixing', 'interpolation_matrix', 'mix_tokens', 'resize_token_mixing']
+__all__ = [
+    'TokenMixing', 'interpolation_matrix', 'mix_tokens', 'resize_token_mixing',
+    'SimplePyramid', 'LayerNorm2d', 'build_norm_2d'
+]
