@@ -28,7 +28,7 @@ import torch
 import torch.nn as nn
 import torch.utils.checkpoint as cp
 from mmcv.cnn.bricks.transformer import PatchEmbed
-from mmengine.model import BaseModule, ModuleList
+from mmengine.model import BaseModule
 from mmengine.utils import to_2tuple
 
 from ..utils.simple_pyramid import SimplePyramid
@@ -44,6 +44,10 @@ class IsotropicMLPBackbone(MLPBackboneMixin, BaseModule):
     A subclass calls :meth:`_build_embedding`, builds ``self.blocks`` (one module
     per block, ``(B, h, w, C) -> (B, h, w, C)``, channels last) and ``self.norm``
     (the final norm over the last dimension), then calls :meth:`_build_outputs`.
+
+    Blocks after the last one that feeds an output are not run (their parameters
+    get no gradient: drop them, freeze them, or use ``find_unused_parameters``
+    under DDP).
 
     ``frozen_stages``: the blocks are the stages. ``k >= 0`` freezes the patch
     embedding and blocks ``0..k`` (and the final norm when ``k`` is the last
@@ -98,8 +102,9 @@ class IsotropicMLPBackbone(MLPBackboneMixin, BaseModule):
         self.with_pyramid = bool(with_pyramid)
         self.pyramid = None
         if not self.with_pyramid:
-            if pyramid_cfg:
-                raise ValueError(f'{name}: pyramid_cfg={pyramid_cfg} is given but '
+            if pyramid_cfg or pyramid_blocks != -1:
+                raise ValueError(f'{name}: pyramid_cfg={pyramid_cfg} / '
+                                 f'pyramid_blocks={pyramid_blocks!r} are given but '
                                  'with_pyramid=False')
             self.out_indices = resolve_indices(
                 name, -1 if out_indices is None else out_indices, n)

@@ -120,18 +120,23 @@ class ResMLP(IsotropicMLPBackbone):
     per block at 800 x 1216 with p = 16); ``resize_cache_size`` bounds how many are
     kept per block at inference.
 
-    Presets (timm's, LayerScale init from timm's ``resmlp_*`` functions;
-    params / FLOPs of the classifier with a 1000-class head at 224, measured with
-    mmengine, the paper's table in brackets):
+    Presets (timm's; LayerScale init values from timm's ``resmlp_*`` functions).
+    Params / FLOPs of the classifier (``GlobalAveragePooling`` + 1000-class
+    ``LinearClsHead``) at 224, measured with mmengine's ``parameter_count`` and
+    ``FlopAnalyzer`` (one multiply-add = one FLOP); the paper's figures (as in
+    ``smlpnet-facts.md``) in brackets:
 
-    ======  ====  ======  =====  ==========  ===============  ============
+    ======  ====  ======  =====  ==========  ===============  =============
     arch    C     blocks  patch  LayerScale  params           FLOPs
-    ======  ====  ======  =====  ==========  ===============  ============
+    ======  ====  ======  =====  ==========  ===============  =============
     s12     384   12      16     1e-4        15.35M (15.4M)   3.01G (3.0G)
-    s24     384   24      16     1e-5        30.02M (30.0M)   6.01G (6.0G)
-    s36     384   36      16     1e-6        44.69M (44.7M)   9.00G (8.9G)
-    b24     768   24      8      1e-6        129.14M (129.1M) 100.2G (100.2G)
-    ======  ====  ======  =====  ==========  ===============  ============
+    s24     384   24      16     1e-5        30.02M (30.0M)   5.96G (6.0G)
+    s36     384   36      16     1e-6        44.69M (44.7M)   8.91G (8.9G)
+    b24     768   24      8      1e-6        129.14M          100.23G
+    ======  ====  ======  =====  ==========  ===============  =============
+
+    The paper initialises LayerScale at 0.1 for depth 12; timm's ``resmlp_12_224``
+    uses 1e-4, which we follow (it only matters when training from scratch).
 
     Args:
         arch (str | dict): a preset above, or a dict with ``embed_dims`` (C),

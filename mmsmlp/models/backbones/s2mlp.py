@@ -36,8 +36,8 @@ def spatial_shift(x: torch.Tensor) -> torch.Tensor:
     3 along the height towards larger indices (down), group 4 along the height
     towards smaller indices (up): e.g. for group 1, ``out[:, i, j] = x[:, i, j-1]``
     for ``j >= 1``. The row / column left empty by a shift keeps its input values
-    (``out[:, i, 0] = x[:, i, 0]``), as the paper's pseudo-code leaves it
-    unchanged.
+    (``out[:, i, 0] = x[:, i, 0]``): the slice-assignment pseudo-code of the
+    paper (and of its public copies) leaves it unchanged.
 
     Args:
         x (Tensor): ``(B, H, W, C)``, any ``H, W >= 1`` and ``C``.
@@ -117,24 +117,29 @@ class S2MLP(IsotropicMLPBackbone):
     input of at least 32 x 32 works, sides that are not multiples of ``p`` are
     padded at the bottom / right.
 
-    Presets: the paper's S2-MLP-wide and S2-MLP-deep. Hidden size, depth,
-    expansion ratio and patch size are the paper's settings (Sec. 4, Table 1); the
-    FLOPs of these settings reproduce the paper's (14.0G / 10.5G), which a 14-px
-    patch (256 patches: 18.1G for wide) or an expansion ratio of 3 would not.
-    Params / FLOPs of the classifier with a 1000-class head at 224 (measured with
-    mmengine; the paper's Table 1 in brackets):
+    Presets: the paper's S2-MLP-wide and S2-MLP-deep. The paper's Table 1 gives
+    wide 71M params / 14.0G FLOPs / 80.0 top-1 and deep 51M / 10.5G / 80.7 at 224.
+    The layer settings below (patch 16, wide: C = 768, 12 blocks, expansion 4;
+    deep: C = 384, 36 blocks, expansion 4) are those of public re-implementations
+    (e.g. ``S2MLPv1_wide`` / ``S2MLPv1_deep`` of liuruiyang98/Jittor-MLP), checked
+    here by FLOPs: they reproduce the paper's FLOPs within 0.01G, whereas a 14-px
+    patch (256 patches: 18.1G for wide) or a deep model with C = 512 and expansion
+    3 (14.9G, 76.6M) do not. Params / FLOPs of the classifier
+    (``GlobalAveragePooling`` + 1000-class ``LinearClsHead``) at 224, measured with
+    mmengine's ``parameter_count`` and ``FlopAnalyzer`` (one multiply-add = one
+    FLOP); the paper's Table 1 in brackets:
 
     ======  ====  ======  =========  =====  ===============  =============
     arch    C     blocks  mlp_ratio  patch  params           FLOPs
     ======  ====  ======  =========  =====  ===============  =============
-    wide    768   12      4          16     72.25M (71M)     14.00G (14.0G)
-    deep    384   36      4          16     53.92M (51M)     10.47G (10.5G)
+    wide    768   12      4          16     72.24M (71M)     14.01G (14.0G)
+    deep    384   36      4          16     53.92M (51M)     10.49G (10.5G)
     ======  ====  ======  =========  =====  ===============  =============
 
-    The paper's parameter counts are lower than what these settings give: wide's
-    71M is the count without the classifier (71.5M), deep's 51M is matched by no
-    isotropic setting with 10.5G FLOPs at 196 patches (its FLOPs / 196 patches
-    give ~53M parameters); we keep the settings that reproduce the FLOPs.
+    The parameter counts differ from the paper's: wide's 71M matches the count
+    without the classifier (71.47M); for deep, no isotropic setting with 196
+    patches and 10.5G FLOPs has 51M parameters (FLOPs / 196 patches ~ 53.5M
+    weights), so we keep the settings that reproduce the FLOPs.
 
     Args:
         arch (str | dict): ``'wide'`` (``'w'``), ``'deep'`` (``'d'``), or a dict
