@@ -1,0 +1,329 @@
+"""Throughput and peak memory of backbones and classifiers, side by side in one run.
+
+Every model runs with the same batch, input size, precision, memory format and
+``torch.compile`` setting; iterations are interleaved across the models (one timed
+iteration of each model in turn) so that a change of machine load affects all of
+them alike. Reported: images/s from the median iteration time, the spread
+(25th-75th percentile of images/s) and the peak memory of a timed iteration (CUDA:
+``max_memory_allocated``; CPU: growth of the resident set size, sampled).
+
+Models (``--models``), any mix of:
+
+* ``smlpnet-t``, ``smlpnet-t*``, ``smlpnet-s``, ``smlpnet-b``: mmsmlp's SMLPNet
+  (classifier with ``--task cls``, backbone with ``--task backbone``);
+* ``official-smlpnet-t`` (etc.): the straightforward formulation with the official
+  module structure (:class:`mmsmlp.testing.OfficialSMLPNet`, classifier, square
+  inputs of the training size only);
+* a config file: its ``model.backbone`` (``--task backbone``) or ``model``
+  (``--task cls``, mmpretrain configs);
+* any timm model name, e.g. ``swin_tiny_patch4_window7_224``, ``convnext_tiny``,
+  ``resnet50``, ``resmlp_24_224`` (random weights; ``features_only`` for
+  ``--task backbone``).
+
+``--interp both`` adds, for each SMLPNet at a size other than its reference, a copy
+whose axial weights were resized once (``img_size`` = input size, loaded through the
+resize-on-load hook), next to the default one that resizes them on every forward
+(cache off), to show what the per-forward interpolation costs.
+
+Examples::
+
+    # CPU, 2 threads: fast sMLP vs the straightforward formulation
+    python tools/analysis_tools/benchmark.py --models smlpnet-t official-smlpnet-t \\
+        --mode train --batch 2 --threads 2
+    # detection size, backbone only, interpolation per forward vs precomputed
+    python tools/analysis_tools/benchmark.py --models smlpnet-t --task backbone \\
+        --size 800 1333 --batch 1 --mode infer --interp both
+    # GPU peers, bf16, channels-last, compiled
+    python tools/analysis_tools/benchmark.py --device cuda --precision bf16 \\
+        --channels-last --compile --batch 64 --models smlpnet-t \\
+        swin_tiny_patch4_window7_224 convnext_tiny resnet50 resmlp_24_224
+"""
+import argparse
+import json
+import os
+import statistics
+import sys
+import threading
+import time
+from typing import Callable, Dict, List, Optional
+
+import torch
+import torch.nn as nn
+
+PRESETS = {'t': 'tiny', 't*': 'tiny-a2', 's': 'small', 'b': 'base'}
+CHANNELS = {'tiny': 80, 'tiny-a2': 80, 'small': 96, 'base': 112}
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('--models', nargs='+',
+                   default=['smlpnet-t', 'official-smlpnet-t'])
+    p.add_argument('--task', choices=['cls', 'backbone'], default='cls')
+    p.add_argument('--mode', choices=['infer', 'train', 'both'], default='both')
+    p.add_argument('--batch', type=int, default=None,
+                   help='one batch for all modes (default: 4 infer, 2 train)')
+    p.add_argument('--size', type=int, nargs=2, default=[224, 224], metavar=('H', 'W'))
+    p.add_argument('--precision', choices=['fp32', 'bf16', 'fp16'], default='fp32')
+    p.add_argument('--channels-last', action='store_true')
+    p.add_argument('--compile', action='store_true', help='torch.compile each model')
+    p.add_argument('--dynamic', action='store_true', help='compile with dynamic shapes')
+    p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    p.add_argument('--threads', type=int, default=None, help='CPU threads')
+    p.add_argument('--warmup', type=int, default=3)
+    p.add_argument('--repeats', type=int, default=10)
+    p.add_argument('--interp', choices=['on', 'both'], default='on',
+                   help="'both': also time SMLPNets with precomputed axial weights")
+    p.add_argument('--out', help='write the results as JSON here')
+    args = p.parse_args(argv)
+    for name, value in (('--batch', args.batch), ('--warmup', args.warmup),
+                        ('--repeats', args.repeats)):
+        if value is not None and value < (0 if name == '--warmup' else 1):
+            p.error(f'{name}={value} is too small')
+    if min(args.size) < 32:
+        p.error(f'--size {args.size}: sides must be at least 32')
+    return args
+
+
+# ------------------------------------------------------------------ model builders
+def _smlpnet(arch: str, task: str, **backbone_kw) -> nn.Module:
+    from mmengine.registry import DefaultScope
+
+    import mmsmlp  # noqa: F401
+    if task == 'backbone':
+        from mmsmlp.models import SMLPNet
+        return SMLPNet(arch=arch, **backbone_kw)
+    from mmpretrain.registry import MODELS
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        return MODELS.build(dict(
+            type='ImageClassifier',
+            backbone=dict(type='SMLPNet', arch=arch, out_indices=(3, ), **backbone_kw),
+            neck=dict(type='GlobalAveragePooling'),
+            head=dict(type='LinearClsHead', num_classes=1000,
+                      in_channels=8 * CHANNELS[arch])))
+
+
+def _official(arch: str, size) -> nn.Module:
+    from mmsmlp.models import SMLPNet
+    from mmsmlp.testing import OfficialSMLPNet
+    if size[0] != size[1]:
+        raise ValueError('the official structure only takes square inputs')
+    zoo = SMLPNet.arch_zoo[arch]
+    return OfficialSMLPNet(zoo['embed_dims'], zoo['depths'], zoo['mlp_ratio'], 1000,
+                           img_size=size[0])
+
+
+def _from_config(path: str, task: str) -> nn.Module:
+    from mmengine.config import Config
+    from mmengine.registry import DefaultScope
+
+    import mmsmlp  # noqa: F401
+    cfg = Config.fromfile(path)
+    scope = cfg.get('default_scope', 'mmpretrain')
+    __import__(f'{scope}.registry')
+    registry = sys.modules[f'{scope}.registry'].MODELS
+    model_cfg = cfg.model.backbone if task == 'backbone' else cfg.model
+    model_cfg = dict(model_cfg)
+    if 'init_cfg' in model_cfg:
+        model_cfg['init_cfg'] = None
+    with DefaultScope.overwrite_default_scope(scope):
+        return registry.build(model_cfg)
+
+
+def _timm(name: str, task: str) -> nn.Module:
+    import timm
+    kw = dict(features_only=True) if task == 'backbone' else {}
+    return timm.create_model(name, pretrained=False, **kw)
+
+
+def build_models(args) -> Dict[str, nn.Module]:
+    models = {}
+    for spec in args.models:
+        low = spec.lower()
+        if low.startswith('official-smlpnet-'):
+            arch = PRESETS.get(low.split('-', 2)[2], low.split('-', 2)[2])
+            models[spec] = _official(arch, args.size)
+        elif low.startswith('smlpnet-'):
+            arch = PRESETS.get(low.split('-', 1)[1], low.split('-', 1)[1])
+            resize_each_forward = tuple(args.size) != (224, 224)
+            models[spec] = _smlpnet(arch, args.task,
+                                    resize_cache_size=0 if resize_each_forward else 8)
+            if args.interp == 'both' and resize_each_forward:
+                pre = _smlpnet(arch, args.task, img_size=tuple(args.size))
+                pre.load_state_dict(models[spec].state_dict())  # resized once, here
+                models[f'{spec} (precomputed)'] = pre
+        elif low.endswith('.py'):
+            models[spec] = _from_config(spec, args.task)
+        else:
+            models[spec] = _timm(spec, args.task)
+    return models
+
+
+# ------------------------------------------------------------------ measurement
+class _RSSPeak:
+    """Peak resident set size (bytes) above the level at start, sampled."""
+
+    def __init__(self, period: float = 0.002):
+        self.period, self.peak, self._stop = period, 0, threading.Event()
+
+    @staticmethod
+    def rss() -> int:
+        with open('/proc/self/statm') as f:
+            return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
+
+    def __enter__(self):
+        self.base = self.rss()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.rss() - self.base)
+            time.sleep(self.period)
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self.rss() - self.base)
+
+
+def _outputs_loss(out) -> torch.Tensor:
+    if isinstance(out, torch.Tensor):
+        return out.float().mean()
+    return sum(o.float().mean() for o in out)
+
+
+def make_step(model: nn.Module, mode: str, x: torch.Tensor, args) -> Callable:
+    """One iteration of ``mode`` ('infer' or 'train') as a closure."""
+    dtype = dict(bf16=torch.bfloat16, fp16=torch.float16).get(args.precision)
+    device_type = torch.device(args.device).type
+
+    def autocast():
+        return torch.autocast(device_type, dtype=dtype, enabled=dtype is not None)
+
+    forward = model
+    if hasattr(model, 'data_preprocessor'):  # mmengine models: the plain tensor path
+        forward = (lambda inp: model(inp, mode='tensor'))
+    if args.compile:
+        forward = torch.compile(forward, dynamic=args.dynamic or None)
+    if mode == 'infer':
+        model.eval()
+
+        def step():
+            with torch.inference_mode(), autocast():
+                return forward(x)
+        return step
+    model.train()
+    optim = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
+                              lr=1e-4)
+    scaler = torch.amp.GradScaler(device_type, enabled=args.precision == 'fp16')
+
+    def step():
+        with autocast():
+            loss = _outputs_loss(forward(x))
+        scaler.scale(loss).backward()
+        scaler.step(optim)
+        scaler.update()
+        optim.zero_grad(set_to_none=True)
+    return step
+
+
+def run(args) -> List[dict]:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    modes = ['infer', 'train'] if args.mode == 'both' else [args.mode]
+    results = []
+    for mode in modes:
+        batch = args.batch or (4 if mode == 'infer' else 2)
+        torch.manual_seed(0)
+        models = build_models(args)
+        x = torch.randn(batch, 3, *args.size, device=device)
+        steps = {}
+        for name, model in models.items():
+            model.to(device)
+            if args.channels_last:
+                model.to(memory_format=torch.channels_last)
+            xin = x.contiguous(memory_format=torch.channels_last) \
+                if args.channels_last else x
+            steps[name] = make_step(model, mode, xin, args)
+        sync = torch.cuda.synchronize if device.type == 'cuda' else (lambda: None)
+        times = {n: [] for n in steps}
+        peaks = {n: 0 for n in steps}
+        for name, step in steps.items():  # warm-up (and compilation)
+            for _ in range(args.warmup):
+                step()
+            sync()
+        for _ in range(args.repeats):
+            for name, step in steps.items():  # interleaved
+                if device.type == 'cuda':
+                    torch.cuda.reset_peak_memory_stats()
+                    base = torch.cuda.memory_allocated()
+                with _RSSPeak() if device.type == 'cpu' else _NullPeak() as rss:
+                    sync()
+                    t0 = time.perf_counter()
+                    step()
+                    sync()
+                    times[name].append(time.perf_counter() - t0)
+                peak = (torch.cuda.max_memory_allocated() - base
+                        if device.type == 'cuda' else rss.peak)
+                peaks[name] = max(peaks[name], peak)
+        for name, ts in times.items():
+            ips = sorted(batch / t for t in ts)
+            q = statistics.quantiles(ips, n=4) if len(ips) > 1 else [ips[0]] * 3
+            results.append(dict(
+                model=name, mode=mode, batch=batch, size=list(args.size),
+                precision=args.precision, channels_last=args.channels_last,
+                compile=args.compile, device=str(device),
+                threads=torch.get_num_threads(),
+                images_per_s=batch / statistics.median(ts), p25=q[0], p75=q[2],
+                median_ms=1e3 * statistics.median(ts), peak_mem_mb=peaks[name] / 2**20))
+        del models, steps
+    return results
+
+
+class _NullPeak:
+    peak = 0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        pass
+
+
+def report(results: List[dict], args) -> str:
+    lines = [f"device {results[0]['device']}, threads {results[0]['threads']}, "
+             f"size {args.size[0]}x{args.size[1]}, {args.precision}, "
+             f"channels_last={args.channels_last}, compile={args.compile}, "
+             f'task={args.task}, {args.repeats} repeats after {args.warmup} warm-up',
+             f"{'model':40s} {'mode':5s} {'batch':>5s} {'img/s':>9s} "
+             f"{'p25-p75':>17s} {'ms/iter':>9s} {'peak MB':>9s}"]
+    for r in results:
+        lines.append(f"{r['model']:40s} {r['mode']:5s} {r['batch']:5d} "
+                     f"{r['images_per_s']:9.2f} {r['p25']:8.2f}-{r['p75']:<8.2f} "
+                     f"{r['median_ms']:9.1f} {r['peak_mem_mb']:9.1f}")
+    # ratios against the first model of each mode
+    for mode in dict.fromkeys(r['mode'] for r in results):
+        rows = [r for r in results if r['mode'] == mode]
+        first = rows[0]
+        for r in rows[1:]:
+            lines.append(f"{mode}: {first['model']} / {r['model']} = "
+                         f"{first['images_per_s'] / r['images_per_s']:.3f}x images/s")
+    return '\n'.join(lines)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        results = run(args)
+    except ValueError as e:
+        sys.exit(f'benchmark.py: error: {e}')
+    print(report(results, args))
+    if args.out:
+        with open(args.out, 'w') as f:
+            json.dump(results, f, indent=1)
+
+
+if __name__ == '__main__':
+    main()
