@@ -82,6 +82,7 @@ def main(argv=None):
         launch.set_work_dir(cfg, args.config, args.work_dir)
         if not osp.isfile(args.checkpoint):
             raise launch.ConfigError(f'checkpoint {args.checkpoint!r} does not exist')
+        launch.check_checkpoint(args.checkpoint, 'checkpoint')
         launch.check_dataset_files(cfg, ['test_dataloader'])
         cfg.load_from = args.checkpoint
         scope = cfg.default_scope

@@ -54,6 +54,8 @@ def main(argv=None):
                                          'base_batch_size in the config')
             cfg.auto_scale_lr.enable = True
         launch.set_resume(cfg, args.resume)
+        if cfg.get('load_from') and not cfg.get('resume'):
+            launch.check_checkpoint(cfg.load_from, 'load_from')
         launch.add_weights_only_checkpoints(cfg)
         launch.setup_cpu_distributed(cfg, args.launcher)
     except launch.ConfigError as e:

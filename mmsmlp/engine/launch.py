@@ -17,6 +17,18 @@ class ConfigError(Exception):
     """A config or a file it names is unusable; the message says which and why."""
 
 
+def check_checkpoint(path: str, what: str):
+    """Refuse a checkpoint that cannot be loaded safely, before a Runner starts:
+    missing, empty, truncated, or needing Python objects other than tensors."""
+    from mmsmlp.utils import CheckpointError, read_checkpoint
+    if '://' in path:
+        return
+    try:
+        read_checkpoint(path)
+    except (CheckpointError, OSError) as e:
+        raise ConfigError(f'{what}: {e}') from e
+
+
 def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
     """Read ``path`` and merge ``--cfg-options``; the ``default_scope`` must be one
     of the codebases the tools serve."""
@@ -185,6 +197,7 @@ def set_resume(cfg: Config, resume: Optional[str]):
     else:
         if not osp.isfile(resume):
             raise ConfigError(f'--resume {resume!r}: checkpoint file does not exist')
+        check_checkpoint(resume, '--resume')
         cfg.resume = True
         cfg.load_from = resume
 

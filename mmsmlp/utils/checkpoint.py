@@ -29,7 +29,8 @@ import torch
 from mmengine.utils import mkdir_or_exist
 
 __all__ = [
-    'CheckpointError', 'KeyRule', 'DEFAULT_SAFE_GLOBALS', 'load_state_source',
+    'CheckpointError', 'KeyRule', 'DEFAULT_SAFE_GLOBALS', 'read_checkpoint',
+    'load_state_source',
     'rename_keys', 'conv1x1_to_linear', 'save_converted_checkpoint'
 ]
 
@@ -68,8 +69,11 @@ def _weights_only_detail(err: Exception) -> Optional[str]:
     return found.group(1).strip() if found else 'unsupported pickle content'
 
 
-def _read(path: str, safe_globals: Iterable[type]):
-    """``torch.load`` with ``weights_only=True``, failures turned into clear errors."""
+def read_checkpoint(path: str, safe_globals: Iterable[type] = ()):
+    """``torch.load(path, map_location='cpu', weights_only=True)``, its failures
+    turned into one clear error naming the file (missing, empty, truncated,
+    corrupt, or refused for safety: a pickle that needs Python objects other than
+    tensors and plain containers is never unpickled)."""
     if not osp.exists(path):
         raise FileNotFoundError(f'checkpoint file {path!r} does not exist')
     if osp.isdir(path):
@@ -156,7 +160,7 @@ def load_state_source(
     keys = tuple(keys)
     if not keys:
         raise ValueError('load_state_source: `keys` must name at least one entry')
-    obj = _read(path, safe_globals)
+    obj = read_checkpoint(path, safe_globals)
     for key in keys:
         if key is None:
             if isinstance(obj, Mapping) and obj and all(

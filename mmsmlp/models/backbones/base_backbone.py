@@ -101,6 +101,10 @@ class MLPBackboneMixin:
             raise ValueError(f'{name}: input has {x.shape[1]} channels (shape '
                              f'{tuple(x.shape)}) but in_channels={self.in_channels}')
         h, w = x.shape[-2:]
+        # one cheap reduction; skipped under torch.compile (no data-dependent branch)
+        if not torch.compiler.is_compiling() and not torch.isfinite(x).all():
+            raise ValueError(f'{name}: input of shape {tuple(x.shape)} contains NaN '
+                             'or Inf values')
         if h < self.min_input_size or w < self.min_input_size:
             raise ValueError(f'{name}: input spatial size {h}x{w} is too small; '
                              f'height and width must be at least '
@@ -114,8 +118,10 @@ class MLPBackboneMixin:
                              f'{num_stages - 1}')
 
     def init_weights(self):
-        """Check a ``Pretrained`` checkpoint path before mmengine opens it."""
+        """Check a ``Pretrained`` checkpoint before mmengine opens it, and turn a
+        file that cannot be loaded into an error naming it."""
         cfgs = self.init_cfg if isinstance(self.init_cfg, list) else [self.init_cfg]
+        local = []
         for cfg in cfgs:
             if not isinstance(cfg, dict) or cfg.get('type') != 'Pretrained':
                 continue
@@ -123,12 +129,22 @@ class MLPBackboneMixin:
             if not isinstance(ckpt, str) or not ckpt:
                 raise ValueError(f'{type(self).__name__}: init_cfg {cfg} needs a '
                                  'checkpoint path')
-            if '://' not in ckpt and not osp.isfile(ckpt):
-                raise FileNotFoundError(
-                    f'{type(self).__name__}: init_cfg checkpoint {ckpt!r} does not '
-                    f'exist (from init_cfg={cfg}); set it to your pretrained '
-                    'file, or to None to train from scratch')
-        super().init_weights()
+            if '://' not in ckpt:
+                if not osp.isfile(ckpt):
+                    raise FileNotFoundError(
+                        f'{type(self).__name__}: init_cfg checkpoint {ckpt!r} does '
+                        f'not exist (from init_cfg={cfg}); set it to your '
+                        'pretrained file, or to None to train from scratch')
+                local.append(ckpt)
+        try:
+            super().init_weights()
+        except Exception as err:
+            # empty, truncated or unsafe files fail deep inside torch.load: say
+            # which file and why (read_checkpoint raises the clear error)
+            from mmsmlp.utils import read_checkpoint
+            for ckpt in local:
+                read_checkpoint(ckpt)
+            raise err
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -158,7 +174,14 @@ class MLPBackboneMixin:
         """
         mixing = tuple(n + '.' for n, m in self.named_modules()
                        if isinstance(m, TokenMixing))
-        for name, tensor in self.state_dict().items():
+        own = self.state_dict()
+        if not any(prefix + name in state_dict for name in own):
+            raise ValueError(
+                f'the checkpoint has none of the keys of {type(self).__name__} '
+                f'under the prefix {prefix!r} (its first keys: '
+                f'{list(state_dict)[:4]}): a checkpoint of another model, or a wrong '
+                "init_cfg prefix (a classifier's backbone is 'backbone.')")
+        for name, tensor in own.items():
             key = prefix + name
             if key not in state_dict or name.startswith(mixing):
                 continue

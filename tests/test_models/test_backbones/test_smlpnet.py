@@ -217,6 +217,7 @@ def test_bad_arguments(kwargs, match):
     (torch.randn(1, 4, 64, 64), r'4 channels.*in_channels=3'),
     (torch.randn(1, 3, 31, 64), r'31x64 is too small.*at least 32'),
     (torch.zeros(1, 3, 64, 64, dtype=torch.uint8), 'floating-point.*uint8'),
+    (torch.full((1, 3, 64, 64), float('nan')), r'\(1, 3, 64, 64\) contains NaN'),
 ])
 def test_bad_inputs(x, match):
     with pytest.raises((ValueError, TypeError), match=match):
@@ -241,3 +242,21 @@ def test_out_norm_on_chosen_outputs_only():
     assert missing == [] and unexpected == []
     with pytest.raises(ValueError, match=r'out_norm=\(2,\).*out_indices=\(3,\)'):
         SMLPNet(arch=SMALL, out_indices=(3, ), out_norm=(2, ))
+
+
+def test_checkpoint_of_another_model_or_wrong_prefix():
+    model = SMLPNet(arch=SMALL)
+    with pytest.raises(ValueError, match=r"none of the keys of SMLPNet under the prefix "
+                       r"''.*'backbone.stages"):
+        model.load_state_dict({f'backbone.{k}': v for k, v in model.state_dict().items()},
+                              strict=False)
+
+
+@pytest.mark.parametrize('content,match', [(b'', 'empty'),
+                                           (b'PK\x03\x04garbage', 'truncated or corrupt')])
+def test_unreadable_pretrained_file_is_named(tmp_path, content, match):
+    bad = tmp_path / 'bad.pth'
+    bad.write_bytes(content)
+    model = SMLPNet(arch=SMALL, init_cfg=dict(type='Pretrained', checkpoint=str(bad)))
+    with pytest.raises(ValueError, match=f'bad.pth.*{match}'):
+        model.init_weights()
