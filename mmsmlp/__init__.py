@@ -1,5 +1,6 @@
 """mmsmlp: sparse-MLP vision backbones (sMLPNet, ResMLP, S2-MLP) for OpenMMLab."""
 from . import engine, models  # noqa: F401  (registers modules and hooks)
+from .models import timm_models  # noqa: F401  (registers the smlpnet_* timm models)
 from .version import __version__
 
 __all__ = ['__version__']

@@ -16,7 +16,8 @@ Example::
 
     model = timm.create_model('smlpnet_tiny', num_classes=10)
     # weights of an mmpretrain ImageClassifier (configs/smlpnet/*_in1k.py):
-    model = timm.create_model('smlpnet_tiny', checkpoint_path='checkpoints/smlpnet-t_in1k.pth')
+    model = timm.create_model('smlpnet_tiny',
+                              checkpoint_path='checkpoints/smlpnet-t_in1k.pth')
     # pyramid features (strides 4, 8, 16, 32) for dense prediction:
     feats = timm.create_model('smlpnet_tiny', features_only=True, out_indices=(1, 2, 3))
 
@@ -38,7 +39,7 @@ loads into the mmpretrain classifier as it is. Official SPACH checkpoints
 resolution are resized on load (``img_size=384`` from a 224 checkpoint).
 """
 from collections import OrderedDict
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Mapping, Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -89,8 +90,8 @@ class SMLPNetTimm(nn.Module):
         global_pool (str): timm pooling type (``'avg'``, ``'max'``, ``'avgmax'``,
             ``''`` for none). Defaults to ``'avg'`` (the paper's).
         drop_rate (float): dropout before the classifier. Defaults to 0.
-        drop_path_rate (float): stochastic depth of the last block (linear over
-            blocks). Defaults to 0.
+        drop_path_rate (float): stochastic depth, growing linearly over the
+            blocks to this value. Defaults to 0.
         **backbone_kwargs: other ``SMLPNet`` arguments (``norm_cfg``,
             ``interpolate_mode``, ``with_cp``, ...).
 
