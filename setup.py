@@ -1,7 +1,12 @@
 """mmsmlp: sparse-MLP vision backbones (sMLPNet, ResMLP, S2-MLP) for OpenMMLab."""
+import os
 import os.path as osp
+import shutil
+import sys
 
 from setuptools import find_packages, setup
+
+MIM_FILES = ('configs', 'tools', 'model-index.yml')
 
 
 def version():
@@ -11,6 +16,35 @@ def version():
     return ns['__version__']
 
 
+def add_mim_extension():
+    """Put configs, tools and model-index.yml into ``mmsmlp/.mim`` as OpenMMLab
+    packages do, so that ``mim search/train`` and ``_base_ = 'mmsmlp::...'`` work:
+    symbolic links for an editable install, copies for a wheel / normal install."""
+    here = osp.dirname(osp.abspath(__file__))
+    mim = osp.join(here, 'mmsmlp', '.mim')
+    editable = 'develop' in sys.argv or 'editable_wheel' in sys.argv or \
+        os.environ.get('PIP_EDITABLE_MODE') == 'compat'
+    if not any(a in sys.argv for a in ('develop', 'editable_wheel', 'bdist_wheel',
+                                        'install', 'sdist', 'build', 'build_py')):
+        return
+    os.makedirs(mim, exist_ok=True)
+    for name in MIM_FILES:
+        src, dst = osp.join(here, name), osp.join(mim, name)
+        if not osp.exists(src):
+            continue
+        if osp.islink(dst) or osp.isfile(dst):
+            os.remove(dst)
+        elif osp.isdir(dst):
+            shutil.rmtree(dst)
+        if editable:
+            os.symlink(osp.relpath(src, mim), dst)
+        elif osp.isdir(src):
+            shutil.copytree(src, dst, ignore=shutil.ignore_patterns('__pycache__'))
+        else:
+            shutil.copyfile(src, dst)
+
+
+add_mim_extension()
 setup(
     name='mmsmlp',
     version=version(),
@@ -20,6 +54,9 @@ setup(
     if osp.isfile('README.md') else '',
     long_description_content_type='text/markdown',
     packages=find_packages(include=['mmsmlp', 'mmsmlp.*']),
+    include_package_data=True,
+    package_data={'mmsmlp': ['.mim/model-index.yml', '.mim/configs/**/*',
+                             '.mim/tools/**/*']},
     python_requires='>=3.8',
     # ranges for users with their own stack; tools/install.sh pins the tested one
     install_requires=['mmengine>=0.10.0,<1.0', 'mmcv>=2.0.0,<2.2.0', 'timm>=0.9'],

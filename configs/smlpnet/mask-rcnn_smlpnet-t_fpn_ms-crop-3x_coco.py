@@ -13,6 +13,8 @@ model = dict(
         arch='tiny',
         drop_path_rate=0.2,
         out_indices=(0, 1, 2, 3),
+        # ImageNet checkpoints hold only the final norm: no new, untrained norms
+        out_norm=(3, ),
         norm_cfg=dict(type='SyncBN', requires_grad=True),
         init_cfg=dict(type='Pretrained', checkpoint=pretrained,
                       prefix='backbone.')),

@@ -11,6 +11,7 @@ model = dict(
         arch='tiny',
         drop_path_rate=0.2,
         out_indices=(1, 2, 3),
+        out_norm=(3, ),
         norm_cfg=dict(type='SyncBN', requires_grad=True),
         init_cfg=dict(type='Pretrained', checkpoint=pretrained,
                       prefix='backbone.')),

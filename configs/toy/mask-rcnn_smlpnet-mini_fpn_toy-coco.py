@@ -18,6 +18,8 @@ model = dict(
         arch=dict(embed_dims=32, depths=[1, 1, 2, 1], mlp_ratio=2),
         img_size=224,
         out_indices=(0, 1, 2, 3),
+        # ImageNet checkpoints hold only the final norm: no new, untrained norms
+        out_norm=(3, ),
         init_cfg=None),
     neck=dict(in_channels=[32, 64, 128, 256], out_channels=channels),
     rpn_head=dict(in_channels=channels, feat_channels=channels),

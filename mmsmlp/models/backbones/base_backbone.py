@@ -181,6 +181,13 @@ class MLPBackboneMixin:
                 f'under the prefix {prefix!r} (its first keys: '
                 f'{list(state_dict)[:4]}): a checkpoint of another model, or a wrong '
                 "init_cfg prefix (a classifier's backbone is 'backbone.')")
+        missing = [n for n in own if prefix + n not in state_dict]
+        from mmengine.logging import print_log
+        print_log(f'{type(self).__name__}: the checkpoint provides '
+                  f'{len(own) - len(missing)} of the {len(own)} backbone tensors '
+                  f'(prefix {prefix!r}); missing: {missing[:8] or "none"}'
+                  + (f' and {len(missing) - 8} more' if len(missing) > 8 else ''),
+                  logger='current')
         for name, tensor in own.items():
             key = prefix + name
             if key not in state_dict or name.startswith(mixing):

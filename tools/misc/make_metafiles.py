@@ -1,0 +1,132 @@
+"""Write ``configs/<folder>/metafile.yml`` and ``model-index.yml`` (OpenMMLab
+metafile format) from the configs, with Parameters and FLOPs measured by
+``mmsmlp.utils.complexity`` (the project's own tool).
+
+    python tools/misc/make_metafiles.py [--folders smlpnet resmlp s2mlp toy]
+
+Results are written only for results this project produced: the measured toy
+results listed in ``configs/toy/results.yml`` (no paper figure is presented as a
+result here); Weights only where a file exists (none is shipped).
+"""
+import argparse
+import glob
+import os.path as osp
+import sys
+
+import yaml
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+VERSION = 'v0.1.0'
+
+PAPERS = {
+    'sMLPNet': ('Sparse MLP for Image Recognition: Is Self-Attention Really Necessary?',
+                'https://arxiv.org/abs/2109.05422', 'smlpnet.py',
+                ['sMLP', 'Depthwise Convolution', 'Axial Token Mixing']),
+    'ResMLP': ('ResMLP: Feedforward networks for image classification with '
+               'data-efficient training', 'https://arxiv.org/abs/2105.03404',
+               'resmlp.py', ['Affine', 'Token-mixing MLP', 'LayerScale']),
+    'S2-MLP': ('S2-MLP: Spatial-Shift MLP Architecture for Vision',
+               'https://arxiv.org/abs/2106.07477', 's2mlp.py',
+               ['Spatial Shift', 'Channel MLP']),
+}
+FOLDERS = {'smlpnet': ['sMLPNet'], 'resmlp': ['ResMLP'], 's2mlp': ['S2-MLP'],
+           'toy': ['sMLPNet', 'ResMLP', 'S2-MLP']}
+TASKS = {'mmpretrain': 'Image Classification', 'mmseg': 'Semantic Segmentation'}
+
+
+def collection(name: str, folder: str) -> dict:
+    title, url, code, arch = PAPERS[name]
+    return {
+        'Name': name,
+        'Metadata': {'Architecture': arch},
+        'Paper': {'Title': title, 'URL': url},
+        'README': f'configs/{folder}/README.md',
+        'Code': {'URL': f'mmsmlp/models/backbones/{code}', 'Version': VERSION},
+    }
+
+
+def dataset_of(name: str) -> str:
+    for key, value in (('toy-coco', 'Toy COCO (generated)'),
+                       ('toy-ade20k', 'Toy ADE20K (generated)'),
+                       ('toy-imagenet', 'Toy ImageNet (generated)'),
+                       ('coco', 'COCO'), ('ade20k', 'ADE20K'), ('in1k', 'ImageNet-1k')):
+        if key in name:
+            return value
+    raise ValueError(f'cannot tell the dataset of config {name!r}')
+
+
+def collection_of(name: str, choices) -> str:
+    if len(choices) == 1:
+        return choices[0]
+    for key, coll in (('resmlp', 'ResMLP'), ('s2mlp', 'S2-MLP'), ('smlpnet', 'sMLPNet')):
+        if key in name:
+            return coll
+    raise ValueError(f'cannot tell the architecture of config {name!r}')
+
+
+def model_entry(path: str, folder: str, results: dict) -> dict:
+    from mmsmlp.utils.complexity import measure
+    name = osp.splitext(osp.basename(path))[0]
+    params, flops, shape = measure(path)
+    from mmengine.config import Config
+    scope = Config.fromfile(path).default_scope
+    entry = {
+        'Name': name,
+        'In Collection': collection_of(name, FOLDERS[folder]),
+        'Config': osp.relpath(path, ROOT),
+        'Metadata': {
+            'Parameters': params,
+            'FLOPs': flops,
+            'FLOPs Input Shape': list(shape),
+            'Training Data': dataset_of(name),
+        },
+    }
+    if name in results:
+        task = TASKS.get(scope, 'Instance Segmentation')
+        entry['Results'] = [{'Task': r['Task'] if 'Task' in r else task,
+                             'Dataset': dataset_of(name), 'Metrics': r['Metrics']}
+                            for r in results[name]]
+    return entry
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('--folders', nargs='+', default=list(FOLDERS))
+    args = p.parse_args(argv)
+    imports = []
+    for folder in args.folders:
+        configs = sorted(glob.glob(osp.join(ROOT, 'configs', folder, '*.py')))
+        if not configs:
+            continue
+        results_file = osp.join(ROOT, 'configs', folder, 'results.yml')
+        results = {}
+        if osp.isfile(results_file):
+            with open(results_file) as f:
+                results = yaml.safe_load(f) or {}
+        used = []
+        models = []
+        for path in configs:
+            print(f'measuring {osp.relpath(path, ROOT)}', file=sys.stderr, flush=True)
+            entry = model_entry(path, folder, results)
+            models.append(entry)
+            if entry['In Collection'] not in used:
+                used.append(entry['In Collection'])
+        meta = {'Collections': [collection(c, folder) for c in used], 'Models': models}
+        out = osp.join(ROOT, 'configs', folder, 'metafile.yml')
+        with open(out, 'w') as f:
+            yaml.safe_dump(meta, f, sort_keys=False, width=100)
+        imports.append(f'configs/{folder}/metafile.yml')
+        print(f'wrote {osp.relpath(out, ROOT)} ({len(models)} models)')
+    index = osp.join(ROOT, 'model-index.yml')
+    old = []
+    if osp.isfile(index):
+        with open(index) as f:
+            old = (yaml.safe_load(f) or {}).get('Import', [])
+    merged = sorted(set(old) | set(imports))
+    with open(index, 'w') as f:
+        yaml.safe_dump({'Import': merged}, f)
+    print(f'wrote model-index.yml ({len(merged)} metafiles)')
+
+
+if __name__ == '__main__':
+    main()
