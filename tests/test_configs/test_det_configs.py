@@ -24,7 +24,7 @@ def test_det_config_builds_and_predicts(path):
     from mmdet.testing import demo_mm_inputs
     cfg = Config.fromfile(path)
     assert cfg.default_scope == 'mmdet'
-    assert cfg.model.backbone.type == 'SMLPNet'
+    assert cfg.model.backbone.type in ('SMLPNet', 'ResMLP', 'S2MLP')
     with DefaultScope.overwrite_default_scope('mmdet'):
         model = MODELS.build(cfg.model).eval()
         # two images of different sizes and aspect ratios, sides not multiples of 32
