@@ -132,3 +132,11 @@ def test_malformed_annotation_json(toy_coco, tmp_path):
 def test_test_tool_missing_checkpoint(tmp_path):
     res = run([sys.executable, 'tools/test.py', CONFIG, str(tmp_path / 'x.pth')])
     _assert_refused(res, 'checkpoint', 'x.pth', 'does not exist')
+
+
+@pytest.mark.skipif(__import__('torch').cuda.is_available(), reason='CPU only')
+def test_amp_without_gpu(toy_coco, tmp_path):
+    work = str(tmp_path / 'work')
+    res = run([sys.executable, 'tools/train.py', CONFIG, '--amp', '--work-dir', work,
+               '--cfg-options'] + overrides(toy_coco))
+    _assert_refused(res, '--amp needs a CUDA device', work=work)

@@ -54,7 +54,8 @@ def check(index: str, flops: bool = False, measure=None):
                 problems.append(f'{imp}: model {name}: config {config} does not exist')
                 continue
             md = m.get('Metadata') or {}
-            shape = md.get('FLOPs Input Shape')
+            size = md.get('Input Size')
+            shape = tuple(int(v) for v in size.split('x')) if size else None
             params, measured_flops, _ = measure(osp.join(root, config), shape,
                                                 flops=flops and 'FLOPs' in md)
             if md.get('Parameters') != params:

@@ -77,7 +77,7 @@ def model_entry(path: str, folder: str, results: dict) -> dict:
         'Metadata': {
             'Parameters': params,
             'FLOPs': flops,
-            'FLOPs Input Shape': list(shape),
+            'Input Size': f'{shape[0]}x{shape[1]}',
             'Training Data': dataset_of(name),
         },
     }
@@ -87,6 +87,30 @@ def model_entry(path: str, folder: str, results: dict) -> dict:
                              'Dataset': dataset_of(name), 'Metrics': r['Metrics']}
                             for r in results[name]]
     return entry
+
+
+def write_readme_table(readme: str, models, results):
+    """Fill the table between ``<!-- models -->`` and ``<!-- /models -->``."""
+    if not osp.isfile(readme):
+        return
+    rows = ['| config | params (M) | FLOPs (G) | input | results (this project) |',
+            '| --- | --- | --- | --- | --- |']
+    for m in models:
+        md = m['Metadata']
+        res = '; '.join(f'{k} {v}' for r in m.get('Results', [])
+                        for k, v in r['Metrics'].items()) or '-'
+        rows.append(f"| [{m['Name']}]({osp.basename(m['Config'])}) | "
+                    f"{md['Parameters'] / 1e6:.2f} | {md['FLOPs'] / 1e9:.2f} | "
+                    f"{md['Input Size']} | {res} |")
+    with open(readme) as f:
+        text = f.read()
+    start, end = '<!-- models -->', '<!-- /models -->'
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        tail = rest.split(end, 1)[1]
+        text = head + start + '\n' + '\n'.join(rows) + '\n' + end + tail
+        with open(readme, 'w') as f:
+            f.write(text)
 
 
 def main(argv=None):
@@ -116,6 +140,8 @@ def main(argv=None):
         with open(out, 'w') as f:
             yaml.safe_dump(meta, f, sort_keys=False, width=100)
         imports.append(f'configs/{folder}/metafile.yml')
+        write_readme_table(osp.join(ROOT, 'configs', folder, 'README.md'), models,
+                           results)
         print(f'wrote {osp.relpath(out, ROOT)} ({len(models)} models)')
     index = osp.join(ROOT, 'model-index.yml')
     old = []

@@ -260,3 +260,11 @@ def test_unreadable_pretrained_file_is_named(tmp_path, content, match):
     model = SMLPNet(arch=SMALL, init_cfg=dict(type='Pretrained', checkpoint=str(bad)))
     with pytest.raises(ValueError, match=f'bad.pth.*{match}'):
         model.init_weights()
+
+
+def test_unknown_config_key():
+    from mmdet.registry import MODELS
+    from mmengine.registry import DefaultScope
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        with pytest.raises(TypeError, match="unexpected keyword argument 'foo'"):
+            MODELS.build(dict(type='SMLPNet', arch=SMALL, foo=1))
