@@ -1,5 +1,5 @@
 """mmsmlp: sparse-MLP vision backbones (sMLPNet, ResMLP, S2-MLP) for OpenMMLab."""
-from . import engine, models  # noqa: F401  (registers modules and hooks)
+from . import datasets, engine, models  # noqa: F401  (registers modules, hooks, transforms)
 from .models import timm_models  # noqa: F401  (registers the smlpnet_* timm models)
 from .version import __version__
 

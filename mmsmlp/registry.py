@@ -7,6 +7,7 @@ once ``mmsmlp`` is imported (``custom_imports=dict(imports=['mmsmlp'])``), and n
 config has to write a scope prefix.
 """
 from mmengine.registry import (DATASETS, HOOKS, MODEL_WRAPPERS, MODELS,
-                               OPTIM_WRAPPER_CONSTRUCTORS)
+                               OPTIM_WRAPPER_CONSTRUCTORS, TRANSFORMS)
 
-__all__ = ['MODELS', 'DATASETS', 'HOOKS', 'MODEL_WRAPPERS', 'OPTIM_WRAPPER_CONSTRUCTORS']
+__all__ = ['MODELS', 'DATASETS', 'HOOKS', 'MODEL_WRAPPERS', 'OPTIM_WRAPPER_CONSTRUCTORS',
+           'TRANSFORMS']
