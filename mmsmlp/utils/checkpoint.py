@@ -30,6 +30,7 @@ from mmengine.utils import mkdir_or_exist
 
 __all__ = [
     'CheckpointError', 'KeyRule', 'DEFAULT_SAFE_GLOBALS', 'read_checkpoint',
+    'check_against_model',
     'load_state_source',
     'rename_keys', 'conv1x1_to_linear', 'save_converted_checkpoint'
 ]
@@ -237,6 +238,27 @@ def rename_keys(state_dict: Mapping[str, torch.Tensor],
             f'{_list_keys(unmatched)}. The checkpoint is not of the expected '
             'architecture, or the converter misses a rule.')
     return out
+
+
+def check_against_model(converted: Mapping[str, torch.Tensor], model: torch.nn.Module,
+                        prefix: str = 'backbone.', what: str = '') -> None:
+    """Check that ``converted`` fills ``model`` exactly under ``prefix``: every
+    tensor of the model present with its shape, nothing else under the prefix.
+
+    Raises:
+        CheckpointError: naming the missing, unexpected and mis-shaped keys.
+    """
+    want = {f'{prefix}{k}': tuple(v.shape) for k, v in model.state_dict().items()}
+    got = {k: tuple(v.shape) for k, v in converted.items() if k.startswith(prefix)}
+    missing = sorted(set(want) - set(got))
+    unexpected = sorted(set(got) - set(want))
+    wrong = [f'{k}: {got[k]} != {want[k]}' for k in sorted(set(got) & set(want))
+             if got[k] != want[k]]
+    if missing or unexpected or wrong:
+        raise CheckpointError(
+            f'the converted weights do not match {what or type(model).__name__}: '
+            f'missing {missing[:20]}, unexpected {unexpected[:20]}, shape '
+            f'mismatches {wrong[:20]}')
 
 
 def conv1x1_to_linear(tensor: torch.Tensor, key: str = '') -> torch.Tensor:

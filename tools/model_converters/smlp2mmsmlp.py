@@ -28,7 +28,8 @@ from typing import Dict, List, Mapping, Optional, Sequence
 import torch
 
 from mmsmlp import __version__
-from mmsmlp.utils import (CheckpointError, KeyRule, conv1x1_to_linear,
+from mmsmlp.utils import (CheckpointError, KeyRule, check_against_model,
+                          conv1x1_to_linear,
                           load_state_source, rename_keys, save_converted_checkpoint)
 
 _BN = r'(weight|bias|running_mean|running_var|num_batches_tracked)'
@@ -183,22 +184,10 @@ def smlpnet_rules(arch: dict) -> List[KeyRule]:
 def _check_against_backbone(converted: Mapping[str, torch.Tensor], arch: dict):
     """Every tensor of an ``SMLPNet`` of this arch is present with its shape."""
     from mmsmlp.models.backbones.smlpnet import SMLPNet
-    net = SMLPNet(
-        arch={k: arch[k] for k in ('embed_dims', 'depths', 'mlp_ratio')},
-        img_size=arch['img_size'], out_indices=(len(arch['depths']) - 1, ))
-    want = {f'backbone.{k}': tuple(v.shape) for k, v in net.state_dict().items()}
-    got = {k: tuple(v.shape) for k, v in converted.items()
-           if k.startswith('backbone.')}
-    missing = sorted(set(want) - set(got))
-    unexpected = sorted(set(got) - set(want))
-    wrong = [f'{k}: {got[k]} != {want[k]}' for k in sorted(set(got) & set(want))
-             if got[k] != want[k]]
-    if missing or unexpected or wrong:
-        raise CheckpointError(
-            'the converted backbone does not match SMLPNet(arch='
-            f"{ {k: arch[k] for k in ('embed_dims', 'depths', 'mlp_ratio')} }): "
-            f'missing {missing[:20]}, unexpected {unexpected[:20]}, '
-            f'shape mismatches {wrong[:20]}')
+    mine = {k: arch[k] for k in ('embed_dims', 'depths', 'mlp_ratio')}
+    net = SMLPNet(arch=mine, img_size=arch['img_size'],
+                  out_indices=(len(arch['depths']) - 1, ))
+    check_against_model(converted, net, what=f'SMLPNet(arch={mine})')
 
 
 def convert_smlpnet(state_dict: Mapping[str, torch.Tensor],

@@ -32,8 +32,8 @@ from typing import Dict, List, Mapping, Optional, Sequence
 import torch
 
 from mmsmlp import __version__
-from mmsmlp.utils import (CheckpointError, KeyRule, load_state_source,
-                          rename_keys, save_converted_checkpoint)
+from mmsmlp.utils import (CheckpointError, KeyRule, check_against_model,
+                          load_state_source, rename_keys, save_converted_checkpoint)
 
 #: names of the parts in the two source layouts
 LAYOUTS = {
@@ -142,18 +142,7 @@ def _check_against_backbone(converted: Mapping[str, torch.Tensor], arch: dict):
     from mmsmlp.models.backbones.resmlp import ResMLP
     net = ResMLP(arch=_backbone_arch(arch), img_size=arch['img_size'],
                  in_channels=arch['in_channels'])
-    want = {f'backbone.{k}': tuple(v.shape) for k, v in net.state_dict().items()}
-    got = {k: tuple(v.shape) for k, v in converted.items()
-           if k.startswith('backbone.')}
-    missing = sorted(set(want) - set(got))
-    unexpected = sorted(set(got) - set(want))
-    wrong = [f'{k}: {got[k]} != {want[k]}' for k in sorted(set(got) & set(want))
-             if got[k] != want[k]]
-    if missing or unexpected or wrong:
-        raise CheckpointError(
-            f'the converted backbone does not match ResMLP(arch='
-            f'{_backbone_arch(arch)}): missing {missing[:20]}, unexpected '
-            f'{unexpected[:20]}, shape mismatches {wrong[:20]}')
+    check_against_model(converted, net, what=f'ResMLP(arch={_backbone_arch(arch)})')
 
 
 def convert_resmlp(state_dict: Mapping[str, torch.Tensor],
