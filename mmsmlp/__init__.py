@@ -3,4 +3,10 @@ from . import datasets, engine, models  # noqa: F401  (registers modules, hooks,
 from .models import timm_models  # noqa: F401  (registers the smlpnet_* timm models)
 from .version import __version__
 
+# mmengine resolves `_base_ = 'pkg::path'` only for the packages it lists; list this
+# one, so that configs can inherit mmsmlp's (once mmsmlp is imported, as our tools do).
+from mmengine.config.utils import MODULE2PACKAGE  # noqa: E402
+
+MODULE2PACKAGE.setdefault('mmsmlp', 'mmsmlp')
+
 __all__ = ['__version__']

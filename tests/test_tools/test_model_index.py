@@ -88,6 +88,8 @@ def test_mim_search_lists_the_models():
 
 def test_configs_inherit_through_the_mmsmlp_scope(tmp_path):
     from mmengine.config import Config
+
+    import mmsmlp  # noqa: F401  (lets mmengine resolve the mmsmlp:: scope)
     cfg = tmp_path / 'mine.py'
     cfg.write_text("_base_ = 'mmsmlp::smlpnet/smlpnet-t_8xb128_in1k.py'\n"
                    "model = dict(backbone=dict(drop_path_rate=0.1))\n")

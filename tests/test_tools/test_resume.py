@@ -30,6 +30,8 @@ def command(root, work, *extra):
             'default_hooks.checkpoint.interval=1', 'default_hooks.checkpoint.max_keep_ckpts=-1',
             'train_dataloader.batch_size=2', 'randomness.deterministic=True',
             'model.backbone.drop_path_rate=0.1']
+    ann = osp.join(root, 'annotations', 'instances_val.json')
+    opts += [f'val_evaluator.ann_file={ann}', f'test_evaluator.ann_file={ann}']
     for loader in ('train', 'val', 'test'):
         opts += [f'{loader}_dataloader.dataset.data_root={root}',
                  f'{loader}_dataloader.num_workers=0',
