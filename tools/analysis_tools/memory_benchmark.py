@@ -7,6 +7,7 @@ caches (bounded by ``resize_cache_size`` per token mixing).
         [--infer-sizes 200] [--train-sizes 50] [--min-side 64] [--max-side 512]
 """
 import argparse
+import ctypes
 import gc
 import os
 import random
@@ -17,6 +18,21 @@ import torch
 def rss_mb() -> float:
     with open('/proc/self/statm') as f:
         return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2**20
+
+
+def settled_rss_mb() -> float:
+    """RSS after returning freed heap pages to the system (glibc ``malloc_trim``).
+
+    With inputs of ever-changing sizes glibc keeps freed blocks mapped
+    (fragmentation), so the raw RSS keeps rising although nothing is alive; after
+    ``malloc_trim(0)`` the RSS is the memory actually in use.
+    """
+    gc.collect()
+    try:
+        ctypes.CDLL('libc.so.6').malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: report the raw RSS
+        pass
+    return rss_mb()
 
 
 def cache_state(model):
@@ -80,15 +96,14 @@ def main(argv=None):
         for i, (h, w) in enumerate(infer):
             model(torch.randn(1, 3, h, w))
             if i + 1 == args.warmup:
-                gc.collect()
-                base = rss_mb()
-                print(f'inference: RSS after {args.warmup} warm-up sizes {base:.0f} MB')
-    gc.collect()
-    end = rss_mb()
+                raw, base = rss_mb(), settled_rss_mb()
+                print(f'inference: after {args.warmup} warm-up sizes RSS {raw:.0f} MB, '
+                      f'{base:.0f} MB after malloc_trim')
+    raw, end = rss_mb(), settled_rss_mb()
     n, biggest, total, bound = cache_state(model)
-    print(f'inference: RSS after {len(infer)} sizes {end:.0f} MB '
-          f'(growth after warm-up {end - base:+.0f} MB); caches: {n} token mixings, '
-          f'largest {biggest} entries (bound {bound}), {total} in all')
+    print(f'inference: after {len(infer)} sizes RSS {raw:.0f} MB, {end:.0f} MB after '
+          f'malloc_trim (growth after warm-up {end - base:+.0f} MB); caches: {n} token '
+          f'mixings, largest {biggest} entries (bound {bound}), {total} in all')
 
     model.train()
     optim = torch.optim.AdamW(model.parameters(), lr=1e-5)
@@ -98,15 +113,14 @@ def main(argv=None):
         optim.step()
         optim.zero_grad(set_to_none=True)
         if i + 1 == args.warmup:
-            gc.collect()
-            base = rss_mb()
-            print(f'training: RSS after {args.warmup} warm-up sizes {base:.0f} MB')
-    gc.collect()
-    end = rss_mb()
+            raw, base = rss_mb(), settled_rss_mb()
+            print(f'training: after {args.warmup} warm-up sizes RSS {raw:.0f} MB, '
+                  f'{base:.0f} MB after malloc_trim')
+    raw, end = rss_mb(), settled_rss_mb()
     n, biggest, total, bound = cache_state(model)
-    print(f'training: RSS after {len(train)} sizes {end:.0f} MB '
-          f'(growth after warm-up {end - base:+.0f} MB); caches after training: '
-          f'{total} entries (no caching while gradients are recorded)')
+    print(f'training: after {len(train)} sizes RSS {raw:.0f} MB, {end:.0f} MB after '
+          f'malloc_trim (growth after warm-up {end - base:+.0f} MB); caches after '
+          f'training: {total} entries (no caching while gradients are recorded)')
 
 
 if __name__ == '__main__':
