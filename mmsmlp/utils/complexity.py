@@ -8,21 +8,25 @@ import torch
 DEFAULT_SHAPES = {'mmpretrain': (224, 224), 'mmseg': (512, 512), 'mmdet': (800, 1333)}
 
 
-def build_from_config(config: str):
-    """(model in eval mode, scope) of a config file, without pretrained weights."""
+def build_from_config(config):
+    """(model, scope) of a config (path or ``Config``), built with the MODELS
+    registry of its ``default_scope``; no weights are loaded (``init_weights`` is
+    not called). mmpretrain configs keep their top-level ``data_preprocessor``, as
+    mmpretrain's Runner does."""
+    import importlib
+
     from mmengine.config import Config
     from mmengine.registry import DefaultScope
 
     import mmsmlp  # noqa: F401
-    cfg = Config.fromfile(config)
+    cfg = Config.fromfile(config) if isinstance(config, str) else config
     scope = cfg.get('default_scope')
-    __import__(f'{scope}.registry')
-    import sys
-    registry = sys.modules[f'{scope}.registry'].MODELS
-    if cfg.model.get('backbone', {}).get('init_cfg'):
-        cfg.model.backbone.init_cfg = None
+    registry = importlib.import_module(f'{scope}.registry').MODELS
+    model_cfg = cfg.model.copy()
+    if scope == 'mmpretrain' and cfg.get('data_preprocessor') is not None:
+        model_cfg.setdefault('data_preprocessor', cfg.data_preprocessor)
     with DefaultScope.overwrite_default_scope(scope):
-        return registry.build(cfg.model).eval(), scope
+        return registry.build(model_cfg), scope
 
 
 def count_parameters(model) -> int:
@@ -41,6 +45,7 @@ def measure(config: str,
     """
     from mmengine.analysis import FlopAnalyzer
     model, scope = build_from_config(config)
+    model.eval()
     shape = tuple(shape or DEFAULT_SHAPES[scope])
     params = count_parameters(model)
     if not flops:

@@ -107,20 +107,8 @@ def parse_args(argv=None):
 # ----------------------------------------------------------------------- model
 def build_model(cfg):
     """The config's model, built with the registry of its ``default_scope``."""
-    import importlib
-
-    from mmengine.registry import DefaultScope
-    from mmengine.utils import import_modules_from_strings
-
-    if cfg.get('custom_imports'):
-        import_modules_from_strings(**cfg.custom_imports)
-    scope = cfg.default_scope
-    models = importlib.import_module(f'{scope}.registry').MODELS
-    model_cfg = cfg.model.copy()
-    if scope == 'mmpretrain' and cfg.get('data_preprocessor') is not None:
-        model_cfg.setdefault('data_preprocessor', cfg.data_preprocessor)
-    with DefaultScope.overwrite_default_scope(scope):
-        return models.build(model_cfg)
+    from mmsmlp.utils.complexity import build_from_config
+    return build_from_config(cfg)[0]
 
 
 def enclosing_block(name: str, modules: Dict[str, 'object']) -> str:

@@ -45,7 +45,7 @@ import statistics
 import sys
 import threading
 import time
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List
 
 import torch
 import torch.nn as nn
@@ -113,20 +113,9 @@ def _official(arch: str, size) -> nn.Module:
 
 
 def _from_config(path: str, task: str) -> nn.Module:
-    from mmengine.config import Config
-    from mmengine.registry import DefaultScope
-
-    import mmsmlp  # noqa: F401
-    cfg = Config.fromfile(path)
-    scope = cfg.get('default_scope', 'mmpretrain')
-    __import__(f'{scope}.registry')
-    registry = sys.modules[f'{scope}.registry'].MODELS
-    model_cfg = cfg.model.backbone if task == 'backbone' else cfg.model
-    model_cfg = dict(model_cfg)
-    if 'init_cfg' in model_cfg:
-        model_cfg['init_cfg'] = None
-    with DefaultScope.overwrite_default_scope(scope):
-        return registry.build(model_cfg)
+    from mmsmlp.utils.complexity import build_from_config
+    model = build_from_config(path)[0]
+    return model.backbone if task == 'backbone' else model
 
 
 def _timm(name: str, task: str) -> nn.Module:
