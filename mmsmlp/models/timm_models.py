@@ -50,7 +50,7 @@ from timm.models import (build_model_with_cfg, generate_default_cfgs,
                          register_model, resolve_pretrained_cfg)
 from timm.models._features import feature_take_indices
 
-from .backbones.smlpnet import SMLPBlock, SMLPNet, _tokens_to_map
+from .backbones.smlpnet import SMLPBlock, SMLPNet
 
 __all__ = ['SMLPNetTimm', 'checkpoint_filter_fn', 'NoPretrainedWeightsError',
            'TIMM_ARCHS']
@@ -158,11 +158,6 @@ class SMLPNetTimm(nn.Module):
             if fc.bias is not None:
                 nn.init.zeros_(fc.bias)
 
-    def _stem(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, in_chans, H, W)`` -> ``(B, C, ceil(H/4), ceil(W/4))``."""
-        self.backbone._check_input(x)
-        return _tokens_to_map(*self.backbone.patch_embed(x))
-
     # ------------------------------------------------------------ timm methods
     @torch.jit.ignore
     def group_matcher(self, coarse: bool = False) -> Dict:
@@ -236,7 +231,7 @@ class SMLPNetTimm(nn.Module):
         if stop_early:
             stages = stages[:max_index + 1]
         last = len(self.backbone.stages) - 1
-        x = self._stem(x)
+        x = self.backbone.forward_stem(x)
         intermediates = []
         for i, stage in enumerate(stages):
             x = stage(x)
@@ -275,7 +270,7 @@ class SMLPNetTimm(nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, in_chans, H, W)`` -> ``(B, 8C, ceil(H/32), ceil(W/32))``, after the
         final BatchNorm (``backbone.norm3``)."""
-        x = self._stem(x)
+        x = self.backbone.forward_stem(x)
         for stage in self.backbone.stages:
             x = stage(x)
         return self.final_norm(x)

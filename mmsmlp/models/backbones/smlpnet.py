@@ -379,9 +379,14 @@ class SMLPNet(MLPBackboneMixin, BaseModule):
         self._register_load_state_dict_pre_hook(self._check_checkpoint_shapes)
         self._freeze_stages()
 
-    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+    def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
+        """Checked input ``(B, in_channels, H, W)`` -> the patch-embedded map
+        ``(B, C, ceil(H/4), ceil(W/4))`` (channels-last memory) that stage 0 reads."""
         self._check_input(x)
-        x = _tokens_to_map(*self.patch_embed(x))
+        return _tokens_to_map(*self.patch_embed(x))
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        x = self.forward_stem(x)
         outs = []
         for i, stage in enumerate(self.stages):
             x = stage(x)
