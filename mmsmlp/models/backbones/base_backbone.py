@@ -101,8 +101,11 @@ class MLPBackboneMixin:
             raise ValueError(f'{name}: input has {x.shape[1]} channels (shape '
                              f'{tuple(x.shape)}) but in_channels={self.in_channels}')
         h, w = x.shape[-2:]
-        # one cheap reduction; skipped under torch.compile (no data-dependent branch)
-        if not torch.compiler.is_compiling() and not torch.isfinite(x).all():
+        # one sum (finite for finite inputs unless it overflows, when the exact
+        # element-wise test decides); skipped under torch.compile (no
+        # data-dependent branch)
+        if (not torch.compiler.is_compiling() and not torch.isfinite(x.sum())
+                and not torch.isfinite(x).all()):
             raise ValueError(f'{name}: input of shape {tuple(x.shape)} contains NaN '
                              'or Inf values')
         if h < self.min_input_size or w < self.min_input_size:

@@ -16,6 +16,7 @@ from mmengine.utils import to_2tuple
 from timm.layers import Mlp
 
 from mmsmlp.registry import MODELS
+from ..utils.fused_smlp import fused_sparse_mlp
 from ..utils.token_mixing import TokenMixing
 from .base_backbone import (MLPBackboneMixin, init_cfg_from_pretrained,
                             resolve_arch, resolve_indices)
@@ -71,7 +72,21 @@ class SparseMLP(nn.Module):
         elif fuse_mode == 'weighted_sum':
             self.fuse_weight = nn.Parameter(torch.ones(self.num_branches, channels))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor,
+                shortcut: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``x``: ``(B, H, W, C)``; ``shortcut`` (same shape, optional) is added to
+        the result. Returns a ``(B, H, W, C)`` tensor."""
+        if (self.fuse_mode == 'concat' and self.branch_mode == 'parallel'
+                and self.identity and not torch.jit.is_tracing()
+                and not torch.compiler.is_compiling()):
+            return self._forward_fused(x, shortcut)
+        out = self._forward_plain(x)
+        return out if shortcut is None else out + shortcut
+
+    def _forward_plain(self, x: torch.Tensor) -> torch.Tensor:
+        # every setting; also what jit tracing (mmengine's FlopAnalyzer) records,
+        # since the analyzer counts linear/bmm but not the fused path's in-place
+        # products
         _, h, w, _ = x.shape
         x_w = self.mix_width(x, dim=2, grid=(w, ))
         x_h = self.mix_height(x_w if self.branch_mode == 'sequential' else x,
@@ -88,6 +103,24 @@ class SparseMLP(nn.Module):
         if self.fuse_mode == 'weighted_sum':
             return sum(b * wt for b, wt in zip(branches, self.fuse_weight))
         return sum(branches)
+
+    def _forward_fused(self, x: torch.Tensor,
+                       shortcut: Optional[torch.Tensor]) -> torch.Tensor:
+        # the default setting in eager mode: one autograd node, no element-wise
+        # passes of its own (see mmsmlp.models.utils.fused_smlp)
+        _, h, w, _ = x.shape
+        tensors = (x, *self.mix_width.resized((w, )),
+                   *self.mix_height.resized((h, )), self.fuse.weight)
+        # in-place products are not autocast-aware: cast as autocast would
+        dtype = x.dtype
+        if torch.is_autocast_enabled(x.device.type):
+            dtype = torch.get_autocast_dtype(x.device.type)
+        # a shortcut of a wider type (the fp32 residual stream under autocast)
+        # is added afterwards, so that the stream keeps its precision
+        fold = shortcut is not None and shortcut.dtype == dtype
+        out = fused_sparse_mlp(*(t.to(dtype) for t in tensors),
+                               shortcut=shortcut if fold else None)
+        return out if fold or shortcut is None else out + shortcut
 
 
 class SMLPBlock(BaseModule):
@@ -140,21 +173,53 @@ class SMLPBlock(BaseModule):
         self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0 \
             else nn.Identity()
 
+    def _drop_path_active(self) -> bool:
+        return isinstance(self.drop_path, DropPath) and self.drop_path.training
+
+    def _add_shortcut(self, branch: torch.Tensor,
+                      shortcut: torch.Tensor) -> torch.Tensor:
+        """``shortcut + drop_path(branch)``, written into ``branch``'s buffer when
+        that is a fresh tensor of its own and of the same type (autograd would
+        have to copy around an in-place update of a view; the residual stream
+        keeps its fp32 under autocast). Compiled graphs fuse the add anyway."""
+        branch = self.drop_path(branch)
+        if (torch.jit.is_tracing() or torch.compiler.is_compiling()
+                or branch.dtype != shortcut.dtype or branch._is_view()):
+            return branch + shortcut
+        return branch.add_(shortcut)
+
     def token_mix(self, x: torch.Tensor) -> torch.Tensor:
+        """``x + drop_path(token mixing(x))``: ``(B, C, H, W)`` -> ``(B, H, W, C)``."""
+        shortcut = x.permute(0, 2, 3, 1)
+        y = x
         if hasattr(self, 'local_mix'):
-            x = self.local_mix(self.act(self.local_norm(x)))
-        if hasattr(self, 'sparse_mlp'):
-            x = self.act(self.global_norm(x))
-            x = self.sparse_mlp(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
-        return x
+            y = self.local_mix(self.act(self.local_norm(y)))
+        if not hasattr(self, 'sparse_mlp'):
+            return self._add_shortcut(y.permute(0, 2, 3, 1), shortcut)
+        y = self.act(self.global_norm(y)).permute(0, 2, 3, 1)
+        if self._drop_path_active():
+            return self._add_shortcut(self.sparse_mlp(y), shortcut)
+        # no drop path: sMLP accumulates onto the shortcut in its own buffer
+        return self.sparse_mlp(y, shortcut=shortcut)
 
     def channel_mix(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.channel_norm(x.permute(0, 2, 3, 1))
-        return self.channel_mlp(x).permute(0, 3, 1, 2)
+        """``x + drop_path(MLP(LN(x)))`` on ``(B, H, W, C)``."""
+        mlp = self.channel_mlp
+        # the MLP runs on (B*H*W, C) rows
+        hidden = mlp.norm(mlp.drop1(mlp.act(mlp.fc1(
+            self.channel_norm(x).flatten(0, 2)))))
+        if (self._drop_path_active() or torch.jit.is_tracing()
+                or torch.compiler.is_compiling() or mlp.fc2.bias is None
+                or not x.dtype == hidden.dtype == mlp.fc2.weight.dtype):
+            return self._add_shortcut(mlp.drop2(mlp.fc2(hidden)).view(x.shape), x)
+        # the output buffer starts as shortcut + fc2's bias and takes fc2's
+        # product in place: no separate bias copy and residual pass
+        out = torch.add(x.reshape(-1, x.shape[-1]), mlp.fc2.bias)
+        out.addmm_(hidden, mlp.fc2.weight.t())
+        return mlp.drop2(out).view(x.shape)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.drop_path(self.token_mix(x))
-        return x + self.drop_path(self.channel_mix(x))
+        return self.channel_mix(self.token_mix(x)).permute(0, 3, 1, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.with_cp and x.requires_grad:
@@ -376,6 +441,13 @@ class SMLPNet(MLPBackboneMixin, BaseModule):
                 if i in normed else nn.Identity()
             self.add_module(f'norm{i}', norm)
 
+        # the feature maps are channels-last: convolution weights in the same
+        # layout spare a reorder copy per call (loading and in-place
+        # initialisation keep the layout)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                m.weight.data = m.weight.data.contiguous(
+                    memory_format=torch.channels_last)
         self._register_load_state_dict_pre_hook(self._check_checkpoint_shapes)
         self._freeze_stages()
 
