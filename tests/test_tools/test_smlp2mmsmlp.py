@@ -159,6 +159,37 @@ def test_converted_logits_match_official(converted):
     assert diff < 1e-5, diff
 
 
+def test_training_step_matches_official(converted):
+    """Train mode (batch statistics) and gradients: the fast blocks (fused sMLP
+    node, in-place residuals) against the straightforward official structure.
+    The official gradients, renamed by the converter like a state dict, must equal
+    ours tensor by tensor."""
+    import copy
+    official = copy.deepcopy(converted['model']).train()
+    ours = load_converted(converted['runs']['model'][0]).train()
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 3, 224, 224, generator=g)
+    weights = torch.randn(2, NUM_CLASSES, generator=g)
+    (official(x) * weights).sum().backward()
+    (ours(x, mode='tensor') * weights).sum().backward()
+
+    grads = official.state_dict()
+    for name, p in official.named_parameters():
+        grads[name] = p.grad
+    expected = tool.convert_smlpnet(grads, check=False)
+    got = dict(ours.named_parameters())
+    assert set(got) <= set(expected)
+    for name, p in got.items():
+        scale = expected[name].abs().max().item()
+        assert p.grad is not None, name
+        torch.testing.assert_close(p.grad, expected[name], rtol=1e-4,
+                                   atol=1e-5 * max(scale, 1.), msg=name)
+    # the running statistics were updated alike
+    for name, buf in ours.named_buffers():
+        if name.endswith('running_var'):
+            torch.testing.assert_close(buf, expected[name], rtol=1e-5, atol=1e-6)
+
+
 def test_swapped_axial_mapping_changes_the_output(converted):
     """Mapping proj_h -> mix_height (by name) instead of mix_width (by behaviour)
     gives a model that runs but is wrong: the test above would catch it."""

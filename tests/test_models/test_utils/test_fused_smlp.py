@@ -1,0 +1,102 @@
+"""mmsmlp.models.utils.fused_smlp: the one-node sMLP equals the plain formulation,
+forward and backward; the blocks' fast paths equal their plain paths."""
+import pytest
+import torch
+
+from mmsmlp.models import SMLPNet
+from mmsmlp.models.backbones.smlpnet import SparseMLP
+from mmsmlp.models.utils.fused_smlp import fused_sparse_mlp
+
+
+def _inputs(b=2, h=5, w=7, c=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+
+    def rand(*shape):
+        return torch.randn(*shape, generator=g, dtype=torch.double,
+                           requires_grad=True)
+    return (rand(b, h, w, c), rand(w, w), rand(w), rand(h, h), rand(h),
+            rand(c, 3 * c)), rand(b, h, w, c)
+
+
+@pytest.mark.parametrize('with_shortcut', [False, True])
+def test_gradcheck(with_shortcut):
+    args, shortcut = _inputs()
+    if with_shortcut:
+        assert torch.autograd.gradcheck(
+            lambda *a: fused_sparse_mlp(*a[:-1], shortcut=a[-1]), (*args, shortcut))
+    else:
+        assert torch.autograd.gradcheck(fused_sparse_mlp, args)
+
+
+def test_equals_the_written_out_formula():
+    (x, ww, bw, wh, bh, fuse), shortcut = _inputs(seed=1)
+    c = x.shape[-1]
+    x_w = torch.einsum('vw,bhwc->bhvc', ww, x) + bw.view(1, 1, -1, 1)
+    x_h = torch.einsum('gh,bhwc->bgwc', wh, x) + bh.view(1, -1, 1, 1)
+    ref = torch.cat([x, x_w, x_h], dim=-1) @ fuse.t() + shortcut
+    out = fused_sparse_mlp(x, ww, bw, wh, bh, fuse, shortcut=shortcut)
+    assert out.shape == x.shape and out.is_contiguous()
+    torch.testing.assert_close(out, ref)
+    assert fuse.shape == (c, 3 * c)
+
+
+@pytest.mark.parametrize('size', [(6, 6), (5, 9)])  # reference grid, resized
+def test_module_fused_and_plain_paths_agree(size):
+    torch.manual_seed(0)
+    smlp = SparseMLP(8, (6, 6)).double()
+    x = torch.randn(2, *size, 8, dtype=torch.double, requires_grad=True)
+    shortcut = torch.randn_like(x, requires_grad=True)
+    grad = torch.randn_like(x)
+    inputs = [x, shortcut, *smlp.parameters()]
+    fused = smlp(x, shortcut=shortcut)
+    plain = smlp._forward_plain(x) + shortcut
+    torch.testing.assert_close(fused, plain)
+    for a, b in zip(torch.autograd.grad(fused, inputs, grad),
+                    torch.autograd.grad(plain, inputs, grad)):
+        torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize('drop_path_rate', [0., 0.3])
+def test_backbone_fast_and_plain_paths_agree_in_training(monkeypatch,
+                                                         drop_path_rate):
+    """The same backbone once with its fast paths and once forced onto the plain
+    ones (the paths taken under torch.compile): outputs, parameter gradients and
+    BatchNorm statistics agree, drop path (same random masks) included."""
+    def run(force_plain):
+        if force_plain:
+            monkeypatch.setattr(torch.compiler, 'is_compiling', lambda: True)
+        torch.manual_seed(0)
+        model = SMLPNet(arch=dict(embed_dims=8, depths=[1, 2, 1, 1]),
+                        img_size=64, drop_path_rate=drop_path_rate).train()
+        x = torch.randn(2, 3, 64, 96)
+        torch.manual_seed(1)  # drop-path masks
+        outs = model(x)
+        sum((o * torch.linspace(-1, 1, o.numel()).view(o.shape)).sum()
+            for o in outs).backward()
+        monkeypatch.undo()
+        return outs, {n: p.grad for n, p in model.named_parameters()}, \
+            {n: b for n, b in model.named_buffers() if 'running' in n}
+
+    fast, plain = run(False), run(True)
+    for a, b in zip(fast[0], plain[0]):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    assert fast[1].keys() == plain[1].keys()
+    for name in fast[1]:
+        scale = max(plain[1][name].abs().max().item(), 1.)  # fp32 sums of many terms
+        torch.testing.assert_close(fast[1][name], plain[1][name], rtol=1e-4,
+                                   atol=1e-5 * scale, msg=name)
+    for name in fast[2]:
+        torch.testing.assert_close(fast[2][name], plain[2][name], msg=name)
+
+
+def test_autocast_keeps_the_residual_stream_in_fp32():
+    torch.manual_seed(0)
+    model = SMLPNet(arch=dict(embed_dims=8, depths=[1, 1, 1, 1]), img_size=64)
+    block = model.stages[0].blocks[0].train()
+    x = torch.randn(2, 8, 16, 16).contiguous(memory_format=torch.channels_last)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        token = block.token_mix(x)
+        out = block(x)
+    assert token.dtype == out.dtype == torch.float32
+    ref = block(x)
+    torch.testing.assert_close(out, ref, atol=0.1, rtol=0.05)
