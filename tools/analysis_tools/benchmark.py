@@ -4,8 +4,10 @@ Every model runs with the same batch, input size, precision, memory format and
 ``torch.compile`` setting; iterations are interleaved across the models (one timed
 iteration of each model in turn) so that a change of machine load affects all of
 them alike. Reported: images/s from the median iteration time, the spread
-(25th-75th percentile of images/s) and the peak memory of a timed iteration (CUDA:
-``max_memory_allocated``; CPU: growth of the resident set size, sampled).
+(25th-75th percentile of images/s), the speed-up of the first model over each
+other one (ratio of the medians, and the median of the per-round ratios) and the
+peak memory of one extra, untimed iteration (CUDA: ``max_memory_allocated``; CPU:
+growth of the resident set size, sampled by a thread that would disturb timing).
 
 Models (``--models``), any mix of:
 
@@ -245,18 +247,22 @@ def run(args) -> List[dict]:
             sync()
         for _ in range(args.repeats):
             for name, step in steps.items():  # interleaved
-                if device.type == 'cuda':
-                    torch.cuda.reset_peak_memory_stats()
-                    base = torch.cuda.memory_allocated()
-                with _RSSPeak() if device.type == 'cpu' else _NullPeak() as rss:
-                    sync()
-                    t0 = time.perf_counter()
-                    step()
-                    sync()
-                    times[name].append(time.perf_counter() - t0)
-                peak = (torch.cuda.max_memory_allocated() - base
-                        if device.type == 'cuda' else rss.peak)
-                peaks[name] = max(peaks[name], peak)
+                sync()
+                t0 = time.perf_counter()
+                step()
+                sync()
+                times[name].append(time.perf_counter() - t0)
+        # peak memory in one more, untimed iteration each: the CPU sampler
+        # thread would compete with the timed work on a small machine
+        for name, step in steps.items():
+            if device.type == 'cuda':
+                torch.cuda.reset_peak_memory_stats()
+                base = torch.cuda.memory_allocated()
+            with _RSSPeak() if device.type == 'cpu' else _NullPeak() as rss:
+                step()
+                sync()
+            peaks[name] = (torch.cuda.max_memory_allocated() - base
+                           if device.type == 'cuda' else rss.peak)
         for name, ts in times.items():
             ips = sorted(batch / t for t in ts)
             q = statistics.quantiles(ips, n=4) if len(ips) > 1 else [ips[0]] * 3
@@ -266,7 +272,8 @@ def run(args) -> List[dict]:
                 compile=args.compile, device=str(device),
                 threads=torch.get_num_threads(),
                 images_per_s=batch / statistics.median(ts), p25=q[0], p75=q[2],
-                median_ms=1e3 * statistics.median(ts), peak_mem_mb=peaks[name] / 2**20))
+                median_ms=1e3 * statistics.median(ts), peak_mem_mb=peaks[name] / 2**20,
+                times_ms=[1e3 * t for t in ts]))
         del models, steps
     return results
 
@@ -292,13 +299,19 @@ def report(results: List[dict], args) -> str:
         lines.append(f"{r['model']:40s} {r['mode']:5s} {r['batch']:5d} "
                      f"{r['images_per_s']:9.2f} {r['p25']:8.2f}-{r['p75']:<8.2f} "
                      f"{r['median_ms']:9.1f} {r['peak_mem_mb']:9.1f}")
-    # ratios against the first model of each mode
+    # speed-ups of the first model of each mode over the others: the ratio of
+    # the medians, and the median (25th-75th percentile) of the per-round
+    # ratios, which a drift of the machine's speed during the run affects less
     for mode in dict.fromkeys(r['mode'] for r in results):
         rows = [r for r in results if r['mode'] == mode]
         first = rows[0]
         for r in rows[1:]:
+            paired = sorted(o / f for f, o in zip(first['times_ms'], r['times_ms']))
+            q = statistics.quantiles(paired, n=4) if len(paired) > 1 else paired * 3
             lines.append(f"{mode}: {first['model']} / {r['model']} = "
-                         f"{first['images_per_s'] / r['images_per_s']:.3f}x images/s")
+                         f"{first['images_per_s'] / r['images_per_s']:.3f}x images/s "
+                         f"(per round: median {statistics.median(paired):.3f}x, "
+                         f"p25-p75 {q[0]:.3f}-{q[2]:.3f})")
     return '\n'.join(lines)
 
 

@@ -1,0 +1,67 @@
+"""tools/analysis_tools/benchmark.py: one run times several models side by side and
+reports images/s, spread, speed-ups and peak memory (figures are not asserted:
+this checks that the tool measures what it says, on tiny settings)."""
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]
+spec = importlib.util.spec_from_file_location(
+    'benchmark', ROOT / 'tools' / 'analysis_tools' / 'benchmark.py')
+benchmark = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(benchmark)
+
+
+@pytest.fixture(autouse=True)
+def keep_thread_count():
+    """--threads changes the process-wide setting; later tests keep theirs."""
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
+
+
+def test_side_by_side_run_reports_every_model_and_the_speedups(tmp_path, capsys):
+    out = tmp_path / 'bench.json'
+    benchmark.main(['--models', 'smlpnet-t', 'official-smlpnet-t', '--size', '64',
+                    '64', '--batch', '1', '--repeats', '3', '--warmup', '1',
+                    '--threads', '1', '--out', str(out)])
+    text = capsys.readouterr().out
+    results = json.loads(out.read_text())
+    assert [(r['model'], r['mode']) for r in results] == [
+        ('smlpnet-t', 'infer'), ('official-smlpnet-t', 'infer'),
+        ('smlpnet-t', 'train'), ('official-smlpnet-t', 'train')]
+    for r in results:
+        assert len(r['times_ms']) == 3 and min(r['times_ms']) > 0
+        assert r['images_per_s'] == pytest.approx(1e3 / sorted(r['times_ms'])[1])
+        assert r['p25'] <= r['images_per_s'] <= r['p75']
+        assert r['peak_mem_mb'] >= 0
+    for mode in ('infer', 'train'):
+        assert f'{mode}: smlpnet-t / official-smlpnet-t = ' in text
+    assert 'per round: median' in text
+
+
+def test_interpolation_on_and_precomputed(capsys):
+    benchmark.main(['--models', 'smlpnet-t', '--task', 'backbone', '--size', '64',
+                    '96', '--batch', '1', '--repeats', '1', '--warmup', '0',
+                    '--mode', 'infer', '--interp', 'both', '--threads', '1'])
+    text = capsys.readouterr().out
+    assert 'smlpnet-t (precomputed)' in text
+
+
+@pytest.mark.parametrize('argv, message', [
+    (['--size', '16', '16'], 'sides must be at least 32'),
+    (['--repeats', '0'], '--repeats=0 is too small'),
+])
+def test_bad_arguments_are_named(capsys, argv, message):
+    with pytest.raises(SystemExit):
+        benchmark.parse_args(argv)
+    assert message in capsys.readouterr().err
+
+
+def test_official_structure_needs_square_inputs():
+    with pytest.raises(SystemExit, match='square'):
+        benchmark.main(['--models', 'official-smlpnet-t', '--size', '64', '96',
+                        '--repeats', '1', '--warmup', '0'])
