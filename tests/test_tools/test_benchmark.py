@@ -43,6 +43,20 @@ def test_side_by_side_run_reports_every_model_and_the_speedups(tmp_path, capsys)
     assert 'per round: median' in text
 
 
+def test_train_step_without_optimizer_leaves_the_weights(capsys):
+    args = benchmark.parse_args(['--models', 'smlpnet-t', '--size', '64', '64',
+                                 '--optimizer', 'none'])
+    model = benchmark.build_models(args)['smlpnet-t']
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    step = benchmark.make_step(model, 'train', torch.randn(2, 3, 64, 64), args)
+    step()
+    for n, p in model.named_parameters():
+        assert p.grad is None and torch.equal(p, before[n]), n
+    args.optimizer = 'adamw'
+    benchmark.make_step(model, 'train', torch.randn(2, 3, 64, 64), args)()
+    assert not all(torch.equal(p, before[n]) for n, p in model.named_parameters())
+
+
 def test_interpolation_on_and_precomputed(capsys):
     benchmark.main(['--models', 'smlpnet-t', '--task', 'backbone', '--size', '64',
                     '96', '--batch', '1', '--repeats', '1', '--warmup', '0',

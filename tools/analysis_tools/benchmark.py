@@ -73,6 +73,10 @@ def parse_args(argv=None):
     p.add_argument('--threads', type=int, default=None, help='CPU threads')
     p.add_argument('--warmup', type=int, default=3)
     p.add_argument('--repeats', type=int, default=10)
+    p.add_argument('--optimizer', choices=['adamw', 'none'], default='adamw',
+                   help="training step: forward + backward + AdamW (default) or "
+                   "'none' (forward + backward: the part that depends on the "
+                   "model's formulation; the optimizer's cost is per parameter)")
     p.add_argument('--interp', choices=['on', 'both'], default='on',
                    help="'both': also time SMLPNets with precomputed axial weights")
     p.add_argument('--out', help='write the results as JSON here')
@@ -205,9 +209,18 @@ def make_step(model: nn.Module, mode: str, x: torch.Tensor, args) -> Callable:
                 return forward(x)
         return step
     model.train()
-    optim = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
-                              lr=1e-4)
+    params = [p for p in model.parameters() if p.requires_grad]
     scaler = torch.amp.GradScaler(device_type, enabled=args.precision == 'fp16')
+    if args.optimizer == 'none':  # forward + backward only: the model's own part
+
+        def step():
+            with autocast():
+                loss = _outputs_loss(forward(x))
+            scaler.scale(loss).backward()
+            for p in params:
+                p.grad = None
+        return step
+    optim = torch.optim.AdamW(params, lr=1e-4)
 
     def step():
         with autocast():
@@ -292,7 +305,8 @@ def report(results: List[dict], args) -> str:
     lines = [f"device {results[0]['device']}, threads {results[0]['threads']}, "
              f"size {args.size[0]}x{args.size[1]}, {args.precision}, "
              f"channels_last={args.channels_last}, compile={args.compile}, "
-             f'task={args.task}, {args.repeats} repeats after {args.warmup} warm-up',
+             f'task={args.task}, train step optimizer={args.optimizer}, '
+             f'{args.repeats} repeats after {args.warmup} warm-up',
              f"{'model':40s} {'mode':5s} {'batch':>5s} {'img/s':>9s} "
              f"{'p25-p75':>17s} {'ms/iter':>9s} {'peak MB':>9s}"]
     for r in results:
