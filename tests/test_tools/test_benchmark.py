@@ -63,6 +63,8 @@ def test_interpolation_on_and_precomputed(capsys):
                     '--mode', 'infer', '--interp', 'both', '--threads', '1'])
     text = capsys.readouterr().out
     assert 'smlpnet-t (precomputed)' in text
+    # sMLPNet-T: 26 blocks, two axial mixings each
+    assert 'smlpnet-t: its 52 axial weight resizes for 64x96 take' in text
 
 
 @pytest.mark.parametrize('argv, message', [

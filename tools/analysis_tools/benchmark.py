@@ -25,7 +25,8 @@ Models (``--models``), any mix of:
 ``--interp both`` adds, for each SMLPNet at a size other than its reference, a copy
 whose axial weights were resized once (``img_size`` = input size, loaded through the
 resize-on-load hook), next to the default one that resizes them on every forward
-(cache off), to show what the per-forward interpolation costs.
+(cache off), to show what the per-forward interpolation costs, and times the
+resizes of one forward on their own (gradients recorded) as a share of the forward.
 
 Examples::
 
@@ -232,6 +233,32 @@ def make_step(model: nn.Module, mode: str, x: torch.Tensor, args) -> Callable:
     return step
 
 
+def axial_resize_ms(model: nn.Module, x: torch.Tensor, repeats: int) -> tuple:
+    """(number, median ms) of the axial weight resizes one forward of an SMLPNet
+    on ``x`` performs, timed on their own with gradients recorded (as in
+    training: no cache)."""
+    from mmsmlp.models.backbones.smlpnet import SparseMLP
+    grids = []
+    hooks = [m.register_forward_pre_hook(
+        lambda m, args, kwargs: grids.append((m, args[0].shape[1:3])),
+        with_kwargs=True) for m in model.modules() if isinstance(m, SparseMLP)]
+    with torch.no_grad():
+        model(x, mode='tensor') if hasattr(model, 'data_preprocessor') else model(x)
+    for h in hooks:
+        h.remove()
+
+    def resize_all():
+        for m, (h, w) in grids:
+            m.mix_width.resized((w, ))
+            m.mix_height.resized((h, ))
+    times = []
+    for _ in range(repeats + 1):
+        t0 = time.perf_counter()
+        resize_all()
+        times.append(time.perf_counter() - t0)
+    return 2 * len(grids), 1e3 * statistics.median(times[1:])
+
+
 def run(args) -> List[dict]:
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -287,6 +314,12 @@ def run(args) -> List[dict]:
                 images_per_s=batch / statistics.median(ts), p25=q[0], p75=q[2],
                 median_ms=1e3 * statistics.median(ts), peak_mem_mb=peaks[name] / 2**20,
                 times_ms=[1e3 * t for t in ts]))
+        if args.interp == 'both' and mode == 'infer':
+            for name, model in models.items():
+                if name.lower().startswith('smlpnet-') and '(' not in name:
+                    n, ms = axial_resize_ms(model, x, args.repeats)
+                    results.append(dict(model=name, mode='axial resizes alone',
+                                        num_resizes=n, median_ms=ms))
         del models, steps
     return results
 
@@ -302,6 +335,8 @@ class _NullPeak:
 
 
 def report(results: List[dict], args) -> str:
+    resizes = [r for r in results if r['mode'] == 'axial resizes alone']
+    results = [r for r in results if r['mode'] != 'axial resizes alone']
     lines = [f"device {results[0]['device']}, threads {results[0]['threads']}, "
              f"size {args.size[0]}x{args.size[1]}, {args.precision}, "
              f"channels_last={args.channels_last}, compile={args.compile}, "
@@ -326,6 +361,14 @@ def report(results: List[dict], args) -> str:
                          f"{first['images_per_s'] / r['images_per_s']:.3f}x images/s "
                          f"(per round: median {statistics.median(paired):.3f}x, "
                          f"p25-p75 {q[0]:.3f}-{q[2]:.3f})")
+    for r in resizes:
+        forward = next(t['median_ms'] for t in results
+                       if t['model'] == r['model'] and t['mode'] == 'infer')
+        lines.append(f"{r['model']}: its {r['num_resizes']} axial weight resizes for "
+                     f"{args.size[0]}x{args.size[1]} take {r['median_ms']:.1f} ms on "
+                     f"their own (gradients recorded, no cache) = "
+                     f"{100 * r['median_ms'] / forward:.1f}% of its inference "
+                     f"forward ({forward:.1f} ms)")
     return '\n'.join(lines)
 
 
