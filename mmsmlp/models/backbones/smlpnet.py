@@ -193,10 +193,32 @@ class SMLPBlock(BaseModule):
         shortcut = x.permute(0, 2, 3, 1)
         y = x
         if hasattr(self, 'local_mix'):
-            y = self.local_mix(self.act(self.local_norm(y)))
+            y = self.act(self.local_norm(y))
+            if hasattr(self, 'sparse_mlp') and self._global_norm_foldable():
+                # eval-mode BN after the depthwise conv is an affine map per
+                # channel: one conv with scaled weights and a bias, one pass less
+                bn, conv = self.global_norm, self.local_mix
+                scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
+                y = F.conv2d(y, conv.weight * scale.view(-1, 1, 1, 1),
+                             bn.bias - bn.running_mean * scale,
+                             padding=conv.padding, groups=conv.groups)
+                return self._mix_globally(self.act(y), shortcut)
+            y = self.local_mix(y)
         if not hasattr(self, 'sparse_mlp'):
             return self._add_shortcut(y.permute(0, 2, 3, 1), shortcut)
-        y = self.act(self.global_norm(y)).permute(0, 2, 3, 1)
+        return self._mix_globally(self.act(self.global_norm(y)), shortcut)
+
+    def _global_norm_foldable(self) -> bool:
+        bn = self.global_norm
+        return (isinstance(bn, nn.modules.batchnorm._BatchNorm)
+                and not bn.training and bn.running_var is not None and bn.affine
+                and not torch.jit.is_tracing()
+                and not torch.compiler.is_compiling())
+
+    def _mix_globally(self, y: torch.Tensor, shortcut: torch.Tensor) -> torch.Tensor:
+        """sMLP on the normalised, activated map ``y`` ``(B, C, H, W)`` plus the
+        shortcut ``(B, H, W, C)``."""
+        y = y.permute(0, 2, 3, 1)
         if self._drop_path_active():
             return self._add_shortcut(self.sparse_mlp(y), shortcut)
         # no drop path: sMLP accumulates onto the shortcut in its own buffer

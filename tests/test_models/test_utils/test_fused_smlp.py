@@ -56,9 +56,12 @@ def test_module_fused_and_plain_paths_agree(size):
         torch.testing.assert_close(a, b)
 
 
-@pytest.mark.parametrize('drop_path_rate', [0., 0.3])
-def test_backbone_fast_and_plain_paths_agree_in_training(monkeypatch,
-                                                         drop_path_rate):
+@pytest.mark.parametrize('mode, drop_path_rate', [
+    ('train', 0.), ('train', 0.3),
+    ('eval', 0.),  # BN after the depthwise conv folded into it
+    ('norm_eval', 0.3),  # training with frozen BN statistics: folded, with grads
+])
+def test_backbone_fast_and_plain_paths_agree(monkeypatch, mode, drop_path_rate):
     """The same backbone once with its fast paths and once forced onto the plain
     ones (the paths taken under torch.compile): outputs, parameter gradients and
     BatchNorm statistics agree, drop path (same random masks) included."""
@@ -67,7 +70,15 @@ def test_backbone_fast_and_plain_paths_agree_in_training(monkeypatch,
             monkeypatch.setattr(torch.compiler, 'is_compiling', lambda: True)
         torch.manual_seed(0)
         model = SMLPNet(arch=dict(embed_dims=8, depths=[1, 2, 1, 1]),
-                        img_size=64, drop_path_rate=drop_path_rate).train()
+                        img_size=64, drop_path_rate=drop_path_rate,
+                        norm_eval=mode == 'norm_eval')
+        with torch.no_grad():  # BN statistics that are not the identity
+            for name, buf in model.named_buffers():
+                if 'running_mean' in name:
+                    buf.normal_(0, 0.3)
+                elif 'running_var' in name:
+                    buf.uniform_(0.5, 2.)
+        model.train(mode != 'eval')
         x = torch.randn(2, 3, 64, 96)
         torch.manual_seed(1)  # drop-path masks
         outs = model(x)
