@@ -16,7 +16,7 @@ from mmengine.utils import to_2tuple
 from timm.layers import Mlp
 
 from mmsmlp.registry import MODELS
-from ..utils.fused_smlp import fused_sparse_mlp
+from ..utils.fused_smlp import fast_paths_enabled, fused_sparse_mlp
 from ..utils.token_mixing import TokenMixing
 from .base_backbone import (MLPBackboneMixin, init_cfg_from_pretrained,
                             resolve_arch, resolve_indices)
@@ -77,16 +77,13 @@ class SparseMLP(nn.Module):
         """``x``: ``(B, H, W, C)``; ``shortcut`` (same shape, optional) is added to
         the result. Returns a ``(B, H, W, C)`` tensor."""
         if (self.fuse_mode == 'concat' and self.branch_mode == 'parallel'
-                and self.identity and not torch.jit.is_tracing()
-                and not torch.compiler.is_compiling()):
+                and self.identity and fast_paths_enabled()):
             return self._forward_fused(x, shortcut)
         out = self._forward_plain(x)
         return out if shortcut is None else out + shortcut
 
     def _forward_plain(self, x: torch.Tensor) -> torch.Tensor:
-        # every setting; also what jit tracing (mmengine's FlopAnalyzer) records,
-        # since the analyzer counts linear/bmm but not the fused path's in-place
-        # products
+        # every setting; also what jit tracing (FlopAnalyzer) and torch.compile see
         _, h, w, _ = x.shape
         x_w = self.mix_width(x, dim=2, grid=(w, ))
         x_h = self.mix_height(x_w if self.branch_mode == 'sequential' else x,
@@ -106,8 +103,8 @@ class SparseMLP(nn.Module):
 
     def _forward_fused(self, x: torch.Tensor,
                        shortcut: Optional[torch.Tensor]) -> torch.Tensor:
-        # the default setting in eager mode: one autograd node, no element-wise
-        # passes of its own (see mmsmlp.models.utils.fused_smlp)
+        # the default setting in eager mode: one autograd node whose only
+        # element-wise pass is the residual add (see mmsmlp.models.utils.fused_smlp)
         _, h, w, _ = x.shape
         tensors = (x, *self.mix_width.resized((w, )),
                    *self.mix_height.resized((h, )), self.fuse.weight)
@@ -183,8 +180,8 @@ class SMLPBlock(BaseModule):
         have to copy around an in-place update of a view; the residual stream
         keeps its fp32 under autocast). Compiled graphs fuse the add anyway."""
         branch = self.drop_path(branch)
-        if (torch.jit.is_tracing() or torch.compiler.is_compiling()
-                or branch.dtype != shortcut.dtype or branch._is_view()):
+        if (not fast_paths_enabled() or branch.dtype != shortcut.dtype
+                or branch._is_view()):
             return branch + shortcut
         return branch.add_(shortcut)
 
@@ -212,8 +209,7 @@ class SMLPBlock(BaseModule):
         bn = self.global_norm
         return (isinstance(bn, nn.modules.batchnorm._BatchNorm)
                 and not bn.training and bn.running_var is not None and bn.affine
-                and not torch.jit.is_tracing()
-                and not torch.compiler.is_compiling())
+                and fast_paths_enabled())
 
     def _mix_globally(self, y: torch.Tensor, shortcut: torch.Tensor) -> torch.Tensor:
         """sMLP on the normalised, activated map ``y`` ``(B, C, H, W)`` plus the
@@ -230,8 +226,8 @@ class SMLPBlock(BaseModule):
         # the MLP runs on (B*H*W, C) rows
         hidden = mlp.norm(mlp.drop1(mlp.act(mlp.fc1(
             self.channel_norm(x).flatten(0, 2)))))
-        if (self._drop_path_active() or torch.jit.is_tracing()
-                or torch.compiler.is_compiling() or mlp.fc2.bias is None
+        if (self._drop_path_active() or not fast_paths_enabled()
+                or mlp.fc2.bias is None
                 or not x.dtype == hidden.dtype == mlp.fc2.weight.dtype):
             return self._add_shortcut(mlp.drop2(mlp.fc2(hidden)).view(x.shape), x)
         # the output buffer starts as shortcut + fc2's bias and takes fc2's

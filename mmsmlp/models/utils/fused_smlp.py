@@ -33,7 +33,15 @@ from torch.autograd.function import once_differentiable
 
 from .token_mixing import mix_tokens
 
-__all__ = ['fused_sparse_mlp']
+__all__ = ['fused_sparse_mlp', 'fast_paths_enabled']
+
+
+def fast_paths_enabled() -> bool:
+    """Whether the fused and in-place paths of the blocks apply: in eager mode.
+    jit tracing (mmengine's FlopAnalyzer counts out-of-place ``linear``/``bmm``,
+    not in-place products) and ``torch.compile`` (which fuses element-wise work
+    itself) take the plain formulation."""
+    return not (torch.jit.is_tracing() or torch.compiler.is_compiling())
 
 
 def _bias_map(row_sums, bias_w, bias_h):
