@@ -170,6 +170,16 @@ class SMLPBlock(BaseModule):
         self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0 \
             else nn.Identity()
 
+    @staticmethod
+    def _activate(act: nn.Module, y: torch.Tensor) -> torch.Tensor:
+        """``act(y)`` for a fresh tensor ``y`` of the block's own; GELU works in
+        place when autograd does not record it (inference: one buffer and one
+        pass over memory less, as ``ReLU(inplace=True)``)."""
+        if (isinstance(act, nn.GELU) and fast_paths_enabled()
+                and not (torch.is_grad_enabled() and y.requires_grad)):
+            return torch.ops.aten.gelu_(y, approximate=act.approximate)
+        return act(y)
+
     def _drop_path_active(self) -> bool:
         return isinstance(self.drop_path, DropPath) and self.drop_path.training
 
@@ -190,7 +200,7 @@ class SMLPBlock(BaseModule):
         shortcut = x.permute(0, 2, 3, 1)
         y = x
         if hasattr(self, 'local_mix'):
-            y = self.act(self.local_norm(y))
+            y = self._activate(self.act, self.local_norm(y))
             if hasattr(self, 'sparse_mlp') and self._global_norm_foldable():
                 # eval-mode BN after the depthwise conv is an affine map per
                 # channel: one conv with scaled weights and a bias, one pass less
@@ -199,11 +209,12 @@ class SMLPBlock(BaseModule):
                 y = F.conv2d(y, conv.weight * scale.view(-1, 1, 1, 1),
                              bn.bias - bn.running_mean * scale,
                              padding=conv.padding, groups=conv.groups)
-                return self._mix_globally(self.act(y), shortcut)
+                return self._mix_globally(self._activate(self.act, y), shortcut)
             y = self.local_mix(y)
         if not hasattr(self, 'sparse_mlp'):
             return self._add_shortcut(y.permute(0, 2, 3, 1), shortcut)
-        return self._mix_globally(self.act(self.global_norm(y)), shortcut)
+        y = self._activate(self.act, self.global_norm(y))
+        return self._mix_globally(y, shortcut)
 
     def _global_norm_foldable(self) -> bool:
         bn = self.global_norm
@@ -220,11 +231,13 @@ class SMLPBlock(BaseModule):
         # no drop path: sMLP accumulates onto the shortcut in its own buffer
         return self.sparse_mlp(y, shortcut=shortcut)
 
-    def channel_mix(self, x: torch.Tensor) -> torch.Tensor:
-        """``x + drop_path(MLP(LN(x)))`` on ``(B, H, W, C)``."""
+    def channel_mix(self, x: torch.Tensor, reuse_input: bool = False) -> torch.Tensor:
+        """``x + drop_path(MLP(LN(x)))`` on ``(B, H, W, C)``. ``reuse_input``: ``x``
+        is a temporary the caller gives up; without autograd the result is
+        written into its buffer."""
         mlp = self.channel_mlp
         # the MLP runs on (B*H*W, C) rows
-        hidden = mlp.norm(mlp.drop1(mlp.act(mlp.fc1(
+        hidden = mlp.norm(mlp.drop1(self._activate(mlp.act, mlp.fc1(
             self.channel_norm(x).flatten(0, 2)))))
         if (self._drop_path_active() or not fast_paths_enabled()
                 or mlp.fc2.bias is None
@@ -232,12 +245,16 @@ class SMLPBlock(BaseModule):
             return self._add_shortcut(mlp.drop2(mlp.fc2(hidden)).view(x.shape), x)
         # the output buffer starts as shortcut + fc2's bias and takes fc2's
         # product in place: no separate bias copy and residual pass
-        out = torch.add(x.reshape(-1, x.shape[-1]), mlp.fc2.bias)
+        rows = x.reshape(-1, x.shape[-1])
+        if reuse_input and not (torch.is_grad_enabled() and x.requires_grad):
+            out = rows.add_(mlp.fc2.bias)
+        else:
+            out = torch.add(rows, mlp.fc2.bias)
         out.addmm_(hidden, mlp.fc2.weight.t())
         return mlp.drop2(out).view(x.shape)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.channel_mix(self.token_mix(x)).permute(0, 3, 1, 2)
+        return self.channel_mix(self.token_mix(x), reuse_input=True).permute(0, 3, 1, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.with_cp and x.requires_grad:

@@ -51,25 +51,40 @@ def _bias_map(row_sums, bias_w, bias_h):
     return bias_w.view(1, w, 1) * row_sums[:, 1] + bias_h.view(h, 1, 1) * row_sums[:, 2]
 
 
+def _forward(x, weight_w, bias_w, weight_h, bias_h, fuse_weight, shortcut,
+             for_backward: bool):
+    """The forward computation; returns ``out`` and, when ``for_backward``, the
+    tensors the backward needs (else one buffer serves both axial products)."""
+    b, h, w, c = x.shape
+    x = x.contiguous()
+    row_sums = fuse_weight.view(c, 3, c).sum(2)
+    bias = _bias_map(row_sums, bias_w, bias_h)
+    if shortcut is None:
+        out = bias.expand(b, h, w, c).contiguous()
+    else:
+        out = torch.add(shortcut, bias, out=torch.empty_like(x))
+    rows = out.view(-1, c)
+    f_id, f_w, f_h = fuse_weight.chunk(3, dim=1)
+    rows.addmm_(x.view(-1, c), f_id.t())
+    x_w = mix_tokens(x, weight_w, None, dim=2)
+    rows.addmm_(x_w.view(-1, c), f_w.t())
+    # x_w is spent unless the backward needs it: its buffer takes x_h
+    x_h = mix_tokens(x, weight_h, None, dim=1, out=None if for_backward else x_w)
+    rows.addmm_(x_h.view(-1, c), f_h.t())
+    if not for_backward:
+        return out, None
+    return out, (x, x_w, x_h, weight_w, bias_w, weight_h, bias_h, fuse_weight,
+                 row_sums)
+
+
 class _FusedSparseMLP(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, weight_w, bias_w, weight_h, bias_h, fuse_weight,
                 shortcut):
-        b, h, w, c = x.shape
-        x = x.contiguous()
-        x_w = mix_tokens(x, weight_w, None, dim=2)
-        x_h = mix_tokens(x, weight_h, None, dim=1)
-        row_sums = fuse_weight.view(c, 3, c).sum(2)
-        bias = _bias_map(row_sums, bias_w, bias_h)
-        if shortcut is None:
-            out = bias.expand(b, h, w, c).contiguous()
-        else:
-            out = torch.add(shortcut, bias, out=torch.empty_like(x))
-        for branch, part in zip((x, x_w, x_h), fuse_weight.chunk(3, dim=1)):
-            out.view(-1, c).addmm_(branch.view(-1, c), part.t())
-        ctx.save_for_backward(x, x_w, x_h, weight_w, bias_w, weight_h, bias_h,
-                              fuse_weight, row_sums)
+        out, saved = _forward(x, weight_w, bias_w, weight_h, bias_h, fuse_weight,
+                              shortcut, for_backward=True)
+        ctx.save_for_backward(*saved)
         ctx.has_shortcut = shortcut is not None
         return out
 
@@ -142,5 +157,8 @@ def fused_sparse_mlp(x: torch.Tensor,
     Returns:
         Tensor: ``(B, H, W, C)``, contiguous.
     """
-    return _FusedSparseMLP.apply(x, weight_w, bias_w, weight_h, bias_h,
-                                 fuse_weight, shortcut)
+    tensors = (x, weight_w, bias_w, weight_h, bias_h, fuse_weight, shortcut)
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad
+                                       for t in tensors):
+        return _FusedSparseMLP.apply(*tensors)
+    return _forward(*tensors, for_backward=False)[0]

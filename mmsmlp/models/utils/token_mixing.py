@@ -100,18 +100,27 @@ def resize_token_mixing(weight: torch.Tensor,
 
 
 def mix_tokens(x: torch.Tensor, weight: torch.Tensor,
-               bias: Optional[torch.Tensor], dim: int) -> torch.Tensor:
+               bias: Optional[torch.Tensor], dim: int,
+               out: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Apply ``y = W x + b`` along dimension ``dim`` of ``x`` (any layout).
 
     ``x`` is viewed as ``(P, n, Q)`` around ``dim`` and multiplied with ``bmm`` over
     an expanded (stride-0) weight: no permute copies for contiguous ``x``, and
     mmengine's FlopAnalyzer counts ``bmm`` exactly (its ``matmul`` handler
-    under-counts a broadcast ``(n, n) @ (..., n, Q)`` product).
+    under-counts a broadcast ``(n, n) @ (..., n, Q)`` product). ``out`` (a
+    contiguous tensor of ``x``'s shape, optional) receives ``W x`` when there is
+    no bias.
     """
     dim = dim % x.dim()
     n = x.shape[dim]
     lead = math.prod(x.shape[:dim])
     xv = x.reshape(lead, n, -1)
+    if out is not None:
+        if bias is not None:
+            raise ValueError('mix_tokens: out= is only supported without a bias')
+        torch.bmm(weight.to(xv.dtype).expand(lead, n, n), xv,
+                  out=out.view(lead, n, -1))
+        return out
     out = torch.bmm(weight.to(xv.dtype).expand(lead, n, n), xv)
     if bias is not None:
         out = out + bias.to(out.dtype).view(1, n, 1)

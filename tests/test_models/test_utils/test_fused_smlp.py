@@ -100,6 +100,41 @@ def test_backbone_fast_and_plain_paths_agree(monkeypatch, mode, drop_path_rate):
         torch.testing.assert_close(fast[2][name], plain[2][name], msg=name)
 
 
+@pytest.mark.parametrize('no_autograd', [torch.no_grad, torch.inference_mode])
+def test_inference_paths_reuse_buffers_without_changing_results(monkeypatch,
+                                                                no_autograd):
+    """Without autograd the blocks activate in place, write the channel MLP onto
+    the token-mixing result and reuse one axial buffer: same outputs as the plain
+    paths, and neither the input nor a returned feature map is overwritten."""
+    torch.manual_seed(0)
+    model = SMLPNet(arch=dict(embed_dims=8, depths=[1, 2, 1, 1]), img_size=64,
+                    out_indices=(0, 1, 2, 3)).eval()
+    with torch.no_grad():  # BN statistics that are not the identity
+        for name, buf in model.named_buffers():
+            if 'running_var' in name:
+                buf.uniform_(0.5, 2.)
+    x = torch.randn(2, 3, 64, 96)
+    x_before = x.clone()
+    with no_autograd():
+        fast = [o.clone() for o in model(x)]
+        again = model(x)
+    assert torch.equal(x, x_before)
+    monkeypatch.setattr(torch.compiler, 'is_compiling', lambda: True)
+    with torch.no_grad():
+        plain = model(x)
+    monkeypatch.undo()
+    for f, a, p in zip(fast, again, plain):
+        torch.testing.assert_close(f, p, rtol=1e-4, atol=1e-5)
+        assert torch.equal(f, a)
+
+    smlp = SparseMLP(8, (6, 6)).double()
+    y = torch.randn(2, 5, 9, 8, dtype=torch.double)
+    shortcut = torch.randn_like(y)
+    with no_autograd():
+        fused = smlp(y, shortcut=shortcut)
+    torch.testing.assert_close(fused, smlp._forward_plain(y) + shortcut)
+
+
 def test_autocast_keeps_the_residual_stream_in_fp32():
     torch.manual_seed(0)
     model = SMLPNet(arch=dict(embed_dims=8, depths=[1, 1, 1, 1]), img_size=64)
