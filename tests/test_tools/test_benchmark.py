@@ -57,6 +57,23 @@ def test_train_step_without_optimizer_leaves_the_weights(capsys):
     assert not all(torch.equal(p, before[n]) for n, p in model.named_parameters())
 
 
+def test_fused_adamw_is_the_same_update():
+    """'adamw-fused' changes how AdamW runs, not what it computes."""
+    args = benchmark.parse_args(['--models', 'smlpnet-t', '--size', '64', '64'])
+    x = torch.randn(2, 3, 64, 64)
+    updated = {}
+    for optimizer in ('adamw', 'adamw-fused'):
+        torch.manual_seed(0)
+        model = benchmark.build_models(args)['smlpnet-t']
+        before = {n: p.detach().clone() for n, p in model.named_parameters()}
+        args.optimizer = optimizer
+        benchmark.make_step(model, 'train', x, args)()
+        updated[optimizer] = {n: p.detach() for n, p in model.named_parameters()}
+        assert not all(torch.equal(p, before[n]) for n, p in updated[optimizer].items())
+    for name, param in updated['adamw'].items():
+        torch.testing.assert_close(updated['adamw-fused'][name], param, msg=name)
+
+
 def test_interpolation_on_and_precomputed(capsys):
     benchmark.main(['--models', 'smlpnet-t', '--task', 'backbone', '--size', '64',
                     '96', '--batch', '1', '--repeats', '1', '--warmup', '0',
