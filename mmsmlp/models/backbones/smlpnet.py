@@ -16,7 +16,7 @@ from mmengine.utils import to_2tuple
 from timm.layers import Mlp
 
 from mmsmlp.registry import MODELS
-from ..utils.fused_smlp import fast_paths_enabled, fused_sparse_mlp
+from ..utils.fused_smlp import fast_paths_enabled, fused_sparse_mlp, records_grad
 from ..utils.token_mixing import TokenMixing
 from .base_backbone import (MLPBackboneMixin, init_cfg_from_pretrained,
                             resolve_arch, resolve_indices)
@@ -175,8 +175,7 @@ class SMLPBlock(BaseModule):
         """``act(y)`` for a fresh tensor ``y`` of the block's own; GELU works in
         place when autograd does not record it (inference: one buffer and one
         pass over memory less, as ``ReLU(inplace=True)``)."""
-        if (isinstance(act, nn.GELU) and fast_paths_enabled()
-                and not (torch.is_grad_enabled() and y.requires_grad)):
+        if isinstance(act, nn.GELU) and fast_paths_enabled() and not records_grad(y):
             return torch.ops.aten.gelu_(y, approximate=act.approximate)
         return act(y)
 
@@ -246,7 +245,7 @@ class SMLPBlock(BaseModule):
         # the output buffer starts as shortcut + fc2's bias and takes fc2's
         # product in place: no separate bias copy and residual pass
         rows = x.reshape(-1, x.shape[-1])
-        if reuse_input and not (torch.is_grad_enabled() and x.requires_grad):
+        if reuse_input and not records_grad(x):
             out = rows.add_(mlp.fc2.bias)
         else:
             out = torch.add(rows, mlp.fc2.bias)

@@ -33,7 +33,7 @@ from torch.autograd.function import once_differentiable
 
 from .token_mixing import mix_tokens
 
-__all__ = ['fused_sparse_mlp', 'fast_paths_enabled']
+__all__ = ['fused_sparse_mlp', 'fast_paths_enabled', 'records_grad']
 
 
 def fast_paths_enabled() -> bool:
@@ -42,6 +42,13 @@ def fast_paths_enabled() -> bool:
     not in-place products) and ``torch.compile`` (which fuses element-wise work
     itself) take the plain formulation."""
     return not (torch.jit.is_tracing() or torch.compiler.is_compiling())
+
+
+def records_grad(*tensors: Optional[torch.Tensor]) -> bool:
+    """Whether autograd records an operation on ``tensors``; when it does not
+    (inference, frozen stages) fresh buffers may be reused in place."""
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad
+                                           for t in tensors)
 
 
 def _bias_map(row_sums, bias_w, bias_h):
@@ -158,7 +165,6 @@ def fused_sparse_mlp(x: torch.Tensor,
         Tensor: ``(B, H, W, C)``, contiguous.
     """
     tensors = (x, weight_w, bias_w, weight_h, bias_h, fuse_weight, shortcut)
-    if torch.is_grad_enabled() and any(t is not None and t.requires_grad
-                                       for t in tensors):
+    if records_grad(*tensors):
         return _FusedSparseMLP.apply(*tensors)
     return _forward(*tensors, for_backward=False)[0]

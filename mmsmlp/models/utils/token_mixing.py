@@ -118,10 +118,8 @@ def mix_tokens(x: torch.Tensor, weight: torch.Tensor,
     if out is not None:
         if bias is not None:
             raise ValueError('mix_tokens: out= is only supported without a bias')
-        torch.bmm(weight.to(xv.dtype).expand(lead, n, n), xv,
-                  out=out.view(lead, n, -1))
-        return out
-    out = torch.bmm(weight.to(xv.dtype).expand(lead, n, n), xv)
+        out = out.view(lead, n, -1)
+    out = torch.bmm(weight.to(xv.dtype).expand(lead, n, n), xv, out=out)
     if bias is not None:
         out = out + bias.to(out.dtype).view(1, n, 1)
     return out.view(x.shape)
