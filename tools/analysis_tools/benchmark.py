@@ -187,6 +187,11 @@ class _RSSPeak:
         self.peak = max(self.peak, self.rss() - self.base)
 
 
+def _quartiles(values: List[float]) -> List[float]:
+    """25th, 50th and 75th percentile (all three the value itself for one value)."""
+    return statistics.quantiles(values, n=4) if len(values) > 1 else list(values) * 3
+
+
 def _outputs_loss(out) -> torch.Tensor:
     if isinstance(out, torch.Tensor):
         return out.float().mean()
@@ -216,22 +221,18 @@ def make_step(model: nn.Module, mode: str, x: torch.Tensor, args) -> Callable:
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     scaler = torch.amp.GradScaler(device_type, enabled=args.precision == 'fp16')
-    if args.optimizer == 'none':  # forward + backward only: the model's own part
-
-        def step():
-            with autocast():
-                loss = _outputs_loss(forward(x))
-            scaler.scale(loss).backward()
-            for p in params:
-                p.grad = None
-        return step
-    optim = torch.optim.AdamW(params, lr=1e-4,
-                              fused=True if args.optimizer == 'adamw-fused' else None)
+    # 'none': forward + backward only, the model's own part
+    optim = None if args.optimizer == 'none' else torch.optim.AdamW(
+        params, lr=1e-4, fused=True if args.optimizer == 'adamw-fused' else None)
 
     def step():
         with autocast():
             loss = _outputs_loss(forward(x))
         scaler.scale(loss).backward()
+        if optim is None:
+            for p in params:
+                p.grad = None
+            return
         scaler.step(optim)
         scaler.update()
         optim.zero_grad(set_to_none=True)
@@ -309,8 +310,7 @@ def run(args) -> List[dict]:
             peaks[name] = (torch.cuda.max_memory_allocated() - base
                            if device.type == 'cuda' else rss.peak)
         for name, ts in times.items():
-            ips = sorted(batch / t for t in ts)
-            q = statistics.quantiles(ips, n=4) if len(ips) > 1 else [ips[0]] * 3
+            q = _quartiles([batch / t for t in ts])
             results.append(dict(
                 model=name, mode=mode, batch=batch, size=list(args.size),
                 precision=args.precision, channels_last=args.channels_last,
@@ -360,11 +360,10 @@ def report(results: List[dict], args) -> str:
         rows = [r for r in results if r['mode'] == mode]
         first = rows[0]
         for r in rows[1:]:
-            paired = sorted(o / f for f, o in zip(first['times_ms'], r['times_ms']))
-            q = statistics.quantiles(paired, n=4) if len(paired) > 1 else paired * 3
+            q = _quartiles([o / f for f, o in zip(first['times_ms'], r['times_ms'])])
             lines.append(f"{mode}: {first['model']} / {r['model']} = "
                          f"{first['images_per_s'] / r['images_per_s']:.3f}x images/s "
-                         f"(per round: median {statistics.median(paired):.3f}x, "
+                         f"(per round: median {q[1]:.3f}x, "
                          f"p25-p75 {q[0]:.3f}-{q[2]:.3f})")
     for r in resizes:
         forward = next(t['median_ms'] for t in results
