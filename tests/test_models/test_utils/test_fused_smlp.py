@@ -56,6 +56,16 @@ def test_module_fused_and_plain_paths_agree(size):
         torch.testing.assert_close(a, b)
 
 
+def _randomise_bn_statistics(model):
+    """BatchNorm statistics that are not the identity (what folding must keep)."""
+    with torch.no_grad():
+        for name, buf in model.named_buffers():
+            if 'running_mean' in name:
+                buf.normal_(0, 0.3)
+            elif 'running_var' in name:
+                buf.uniform_(0.5, 2.)
+
+
 @pytest.mark.parametrize('mode, drop_path_rate', [
     ('train', 0.), ('train', 0.3),
     ('eval', 0.),  # BN after the depthwise conv folded into it
@@ -72,12 +82,7 @@ def test_backbone_fast_and_plain_paths_agree(monkeypatch, mode, drop_path_rate):
         model = SMLPNet(arch=dict(embed_dims=8, depths=[1, 2, 1, 1]),
                         img_size=64, drop_path_rate=drop_path_rate,
                         norm_eval=mode == 'norm_eval')
-        with torch.no_grad():  # BN statistics that are not the identity
-            for name, buf in model.named_buffers():
-                if 'running_mean' in name:
-                    buf.normal_(0, 0.3)
-                elif 'running_var' in name:
-                    buf.uniform_(0.5, 2.)
+        _randomise_bn_statistics(model)
         model.train(mode != 'eval')
         x = torch.randn(2, 3, 64, 96)
         torch.manual_seed(1)  # drop-path masks
@@ -109,10 +114,7 @@ def test_inference_paths_reuse_buffers_without_changing_results(monkeypatch,
     torch.manual_seed(0)
     model = SMLPNet(arch=dict(embed_dims=8, depths=[1, 2, 1, 1]), img_size=64,
                     out_indices=(0, 1, 2, 3)).eval()
-    with torch.no_grad():  # BN statistics that are not the identity
-        for name, buf in model.named_buffers():
-            if 'running_var' in name:
-                buf.uniform_(0.5, 2.)
+    _randomise_bn_statistics(model)
     x = torch.randn(2, 3, 64, 96)
     x_before = x.clone()
     with no_autograd():
