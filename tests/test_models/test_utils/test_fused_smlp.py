@@ -2,9 +2,11 @@
 forward and backward; the blocks' fast paths equal their plain paths."""
 import pytest
 import torch
+import torch.nn as nn
+import torch.nn.functional as F
 
 from mmsmlp.models import SMLPNet
-from mmsmlp.models.backbones.smlpnet import SparseMLP
+from mmsmlp.models.backbones.smlpnet import SMLPBlock, SparseMLP
 from mmsmlp.models.utils.fused_smlp import fused_sparse_mlp
 
 
@@ -135,6 +137,36 @@ def test_inference_paths_reuse_buffers_without_changing_results(monkeypatch,
     with no_autograd():
         fused = smlp(y, shortcut=shortcut)
     torch.testing.assert_close(fused, smlp._forward_plain(y) + shortcut)
+
+
+def test_gelu_of_a_channels_last_map_runs_on_its_contiguous_view():
+    """The blocks' GELU gets the contiguous (B, H, W, C) view of a channels-last
+    map (torch's fast CPU kernel serves contiguous tensors only); values,
+    gradients and the map's layout are those of GELU applied directly."""
+    seen = []
+
+    class SpyGELU(nn.GELU):
+        def forward(self, x):
+            seen.append((tuple(x.shape), x.is_contiguous()))
+            return super().forward(x)
+
+    y = torch.randn(2, 6, 5, 7).contiguous(memory_format=torch.channels_last)
+    y.requires_grad_()
+    out = SMLPBlock._activate(SpyGELU(), y)
+    assert seen == [((2, 5, 7, 6), True)]
+    assert out.shape == y.shape
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(out, F.gelu(y))
+    grad = torch.randn_like(out)
+    torch.testing.assert_close(torch.autograd.grad(out, y, grad)[0],
+                               torch.autograd.grad(F.gelu(y), y, grad)[0])
+    # without autograd: in place on the same view, same values
+    with torch.no_grad():
+        fresh = y.detach().clone(memory_format=torch.channels_last)
+        out = SMLPBlock._activate(SpyGELU(), fresh)
+    assert out.data_ptr() == fresh.data_ptr() and len(seen) == 1
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(out, F.gelu(y.detach()))
 
 
 def test_autocast_keeps_the_residual_stream_in_fp32():
