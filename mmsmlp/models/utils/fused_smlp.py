@@ -115,8 +115,10 @@ class _FusedSparseMLP(torch.autograd.Function):
         if need[4]:
             grad_bh = g_over_h @ row_sums[:, 2]
         if need[5]:
-            grad_fuse = torch.cat([g.t() @ t.view(-1, c) for t in (x, x_w, x_h)],
-                                  dim=1)
+            # each block's product written in place (a cat would copy them)
+            grad_fuse = g.new_empty(c, 3 * c)
+            for block, t in zip(grad_fuse.split(c, dim=1), (x, x_w, x_h)):
+                torch.mm(g.t(), t.view(-1, c), out=block)
             # through the folded biases: d(b[w] * F.sum(1)[o]) / dF[o, :]
             grad_fuse[:, c:2 * c] += (bias_w @ g_over_w).unsqueeze(1)
             grad_fuse[:, 2 * c:] += (bias_h @ g_over_h).unsqueeze(1)
