@@ -172,9 +172,10 @@ class SMLPBlock(BaseModule):
 
     @staticmethod
     def _activate(act: nn.Module, y: torch.Tensor) -> torch.Tensor:
-        """``act(y)`` for a fresh tensor ``y`` of the block's own; GELU works in
-        place when autograd does not record it (inference: one buffer and one
-        pass over memory less, as ``ReLU(inplace=True)``)."""
+        """``act(y)`` for a fresh tensor ``y`` of the block's own. GELU runs on
+        the contiguous view of a channels-last map, and in place when autograd
+        does not record it (inference: one buffer and one pass over memory
+        less, as ``ReLU(inplace=True)``)."""
         if not (isinstance(act, nn.GELU) and fast_paths_enabled()):
             return act(y)
         if y.dim() == 4 and not y.is_contiguous() and y.is_contiguous(

@@ -117,11 +117,12 @@ class _FusedSparseMLP(torch.autograd.Function):
         if need[5]:
             # each block's product written in place (a cat would copy them)
             grad_fuse = g.new_empty(c, 3 * c)
-            for block, t in zip(grad_fuse.split(c, dim=1), (x, x_w, x_h)):
+            blocks = grad_fuse.split(c, dim=1)
+            for block, t in zip(blocks, (x, x_w, x_h)):
                 torch.mm(g.t(), t.view(-1, c), out=block)
             # through the folded biases: d(b[w] * F.sum(1)[o]) / dF[o, :]
-            grad_fuse[:, c:2 * c] += (bias_w @ g_over_w).unsqueeze(1)
-            grad_fuse[:, 2 * c:] += (bias_h @ g_over_h).unsqueeze(1)
+            blocks[1].add_((bias_w @ g_over_w).unsqueeze(1))
+            blocks[2].add_((bias_h @ g_over_h).unsqueeze(1))
 
         if need[0] or need[1] or need[3]:
             branch_grad = (g @ f_w).view(b, h, w, c)  # gradient of x_w
