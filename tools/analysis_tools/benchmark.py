@@ -198,6 +198,13 @@ def _outputs_loss(out) -> torch.Tensor:
     return sum(o.float().mean() for o in out)
 
 
+def _tensor_forward(model: nn.Module) -> Callable:
+    """The model's plain tensor-in, tensor-out call (mmengine models: mode='tensor')."""
+    if hasattr(model, 'data_preprocessor'):
+        return lambda inp: model(inp, mode='tensor')
+    return model
+
+
 def make_step(model: nn.Module, mode: str, x: torch.Tensor, args) -> Callable:
     """One iteration of ``mode`` ('infer' or 'train') as a closure."""
     dtype = dict(bf16=torch.bfloat16, fp16=torch.float16).get(args.precision)
@@ -206,9 +213,7 @@ def make_step(model: nn.Module, mode: str, x: torch.Tensor, args) -> Callable:
     def autocast():
         return torch.autocast(device_type, dtype=dtype, enabled=dtype is not None)
 
-    forward = model
-    if hasattr(model, 'data_preprocessor'):  # mmengine models: the plain tensor path
-        forward = (lambda inp: model(inp, mode='tensor'))
+    forward = _tensor_forward(model)
     if args.compile:
         forward = torch.compile(forward, dynamic=args.dynamic or None)
     if mode == 'infer':
@@ -249,7 +254,7 @@ def axial_resize_ms(model: nn.Module, x: torch.Tensor, repeats: int) -> tuple:
         lambda m, args, kwargs: grids.append((m, args[0].shape[1:3])),
         with_kwargs=True) for m in model.modules() if isinstance(m, SparseMLP)]
     with torch.no_grad():
-        model(x, mode='tensor') if hasattr(model, 'data_preprocessor') else model(x)
+        _tensor_forward(model)(x)
     for h in hooks:
         h.remove()
 
