@@ -98,3 +98,37 @@ def test_official_structure_needs_square_inputs():
     with pytest.raises(SystemExit, match='square'):
         benchmark.main(['--models', 'official-smlpnet-t', '--size', '64', '96',
                         '--repeats', '1', '--warmup', '0'])
+
+
+def test_smlp_ablations_are_copies_with_cut_down_token_mixing(capsys):
+    from mmsmlp.models.backbones.smlpnet import SparseMLP
+    args = benchmark.parse_args(['--models', 'smlpnet-t', '--size', '64', '64',
+                                 '--ablate-smlp'])
+    models = benchmark.build_models(args)
+    assert list(models) == ['smlpnet-t', 'smlpnet-t (sMLP fuse only)',
+                            'smlpnet-t (sMLP identity)']
+    smlp = next(m for m in models['smlpnet-t'].modules() if isinstance(m, SparseMLP))
+    x, shortcut = torch.randn(2, 16, 16, 80), torch.randn(2, 16, 16, 80)
+    full = smlp(x, shortcut)
+    fuse_only = benchmark.ablate_smlp(smlp, 'fuse only')
+    identity = benchmark.ablate_smlp(smlp, 'identity')
+    parts = smlp.fuse.weight.chunk(3, dim=1)
+    torch.testing.assert_close(fuse_only(x, shortcut),
+                               shortcut + x @ (parts[0] + parts[1] + parts[2]).t())
+    torch.testing.assert_close(identity(x, shortcut), x + shortcut)
+    # the model itself keeps its sMLP
+    torch.testing.assert_close(smlp(x, shortcut), full)
+    assert not torch.allclose(fuse_only(x, shortcut), full)
+
+    benchmark.main(['--models', 'smlpnet-t', 'official-smlpnet-t', '--size', '64',
+                    '64', '--batch', '1', '--repeats', '2', '--warmup', '0',
+                    '--mode', 'train', '--threads', '1', '--ablate-smlp'])
+    text = capsys.readouterr().out
+    for kind in ('fuse only', 'identity'):
+        assert (f'train: official-smlpnet-t / smlpnet-t (sMLP {kind}) = ' in text)
+
+
+def test_fuse_only_ablation_needs_the_concat_fuse():
+    from mmsmlp.models.backbones.smlpnet import SparseMLP
+    with pytest.raises(ValueError, match="fuse_mode='sum' has no fuse products"):
+        benchmark.ablate_smlp(SparseMLP(8, (4, 4), fuse_mode='sum'), 'fuse only')

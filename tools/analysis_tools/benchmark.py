@@ -22,6 +22,14 @@ Models (``--models``), any mix of:
   ``resnet50``, ``resmlp_24_224`` (random weights; ``features_only`` for
   ``--task backbone``).
 
+``--ablate-smlp`` adds, for each ``smlpnet-*`` model, two copies whose sMLP token mixings are
+cut down: ``(sMLP fuse only)`` keeps the three fuse products (``shortcut + sum_k
+F_k x``, the axial mixings and their biases dropped) and ``(sMLP identity)`` keeps
+nothing. They are not valid models but bounds: an sMLP costs at least its fuse
+products (the same GEMMs in every formulation, here three plain ``linear`` calls), so
+the official structure's time over the fuse-only copy's is about the most any
+implementation of the sMLP could reach in that setting; the report gives that ratio.
+
 ``--interp both`` adds, for each SMLPNet at a size other than its reference, a copy
 whose axial weights were resized once (``img_size`` = input size, loaded through the
 resize-on-load hook), next to the default one that resizes them on every forward
@@ -42,12 +50,14 @@ Examples::
         swin_tiny_patch4_window7_224 convnext_tiny resnet50 resmlp_24_224
 """
 import argparse
+import copy
 import json
 import os
 import statistics
 import sys
 import threading
 import time
+import types
 from typing import Callable, Dict, List
 
 import torch
@@ -84,6 +94,9 @@ def parse_args(argv=None):
                    "per parameter)")
     p.add_argument('--interp', choices=['on', 'both'], default='on',
                    help="'both': also time SMLPNets with precomputed axial weights")
+    p.add_argument('--ablate-smlp', action='store_true',
+                   help="also time each SMLPNet with its sMLPs cut down to their "
+                   "fuse products, and to the identity (bounds, not models)")
     p.add_argument('--out', help='write the results as JSON here')
     args = p.parse_args(argv)
     for name, value in (('--batch', args.batch), ('--warmup', args.warmup),
@@ -147,6 +160,9 @@ def build_models(args) -> Dict[str, nn.Module]:
             resize_each_forward = tuple(args.size) != (224, 224)
             models[spec] = _smlpnet(arch, args.task,
                                     resize_cache_size=0 if resize_each_forward else 8)
+            if args.ablate_smlp:
+                for kind in ABLATIONS:
+                    models[f'{spec} (sMLP {kind})'] = ablate_smlp(models[spec], kind)
             if args.interp == 'both' and resize_each_forward:
                 pre = _smlpnet(arch, args.task, img_size=tuple(args.size))
                 pre.load_state_dict(models[spec].state_dict())  # resized once, here
@@ -156,6 +172,35 @@ def build_models(args) -> Dict[str, nn.Module]:
         else:
             models[spec] = _timm(spec, args.task)
     return models
+
+
+def _smlp_fuse_only(self, x, shortcut=None):
+    # the sMLP's three fuse products on x itself: the work no formulation avoids
+    out = 0 if shortcut is None else shortcut
+    for part in self.fuse.weight.chunk(self.num_branches, dim=1):
+        out = out + torch.nn.functional.linear(x, part)
+    return out
+
+
+def _smlp_identity(self, x, shortcut=None):
+    return x if shortcut is None else x + shortcut
+
+
+ABLATIONS = {'fuse only': _smlp_fuse_only, 'identity': _smlp_identity}
+
+
+def ablate_smlp(model: nn.Module, kind: str) -> nn.Module:
+    """A copy of ``model`` whose sMLP token mixings compute ``ABLATIONS[kind]``
+    (``model`` itself is left as it is)."""
+    from mmsmlp.models.backbones.smlpnet import SparseMLP
+    ablated = copy.deepcopy(model)
+    for m in ablated.modules():
+        if isinstance(m, SparseMLP):
+            if kind == 'fuse only' and m.fuse_mode != 'concat':
+                raise ValueError(f'--ablate-smlp: fuse_mode={m.fuse_mode!r} has no '
+                                 'fuse products')
+            m.forward = types.MethodType(ABLATIONS[kind], m)
+    return ablated
 
 
 # ------------------------------------------------------------------ measurement
@@ -370,6 +415,17 @@ def report(results: List[dict], args) -> str:
                          f"{first['images_per_s'] / r['images_per_s']:.3f}x images/s "
                          f"(per round: median {q[1]:.3f}x, "
                          f"p25-p75 {q[0]:.3f}-{q[2]:.3f})")
+    # bounds: the official structure over each ablated copy, timed in the same rounds
+    for mode in dict.fromkeys(r['mode'] for r in results):
+        rows = [r for r in results if r['mode'] == mode]
+        for ref in (r for r in rows if r['model'].lower().startswith('official-')):
+            for r in (r for r in rows if '(sMLP ' in r['model']):
+                q = _quartiles([o / f for f, o in zip(r['times_ms'], ref['times_ms'])])
+                meaning = ('about the most an sMLP implementation could reach'
+                           if 'fuse only' in r['model'] else 'without any sMLP')
+                lines.append(f"{mode}: {ref['model']} / {r['model']} = "
+                             f"{r['images_per_s'] / ref['images_per_s']:.3f}x "
+                             f"(per round: median {q[1]:.3f}x; {meaning})")
     for r in resizes:
         forward = next(t['median_ms'] for t in results
                        if t['model'] == r['model'] and t['mode'] == 'infer')
