@@ -22,10 +22,10 @@ Models (``--models``), any mix of:
   ``resnet50``, ``resmlp_24_224`` (random weights; ``features_only`` for
   ``--task backbone``).
 
-``--ablate-smlp`` adds, for each ``smlpnet-*`` model, two copies whose sMLP token mixings are
-cut down: ``(sMLP fuse only)`` keeps the three fuse products (``shortcut + sum_k
-F_k x``, the axial mixings and their biases dropped) and ``(sMLP identity)`` keeps
-nothing. They are not valid models but bounds: an sMLP costs at least its fuse
+``--ablate-smlp`` adds, for each ``smlpnet-*`` model, two copies whose sMLP token
+mixings are cut down: ``(sMLP fuse only)`` keeps the three fuse products
+(``shortcut + sum_k F_k x``, the axial mixings and their biases dropped) and
+``(sMLP identity)`` keeps nothing. They are not valid models but bounds: an sMLP costs at least its fuse
 products (the same GEMMs in every formulation, here three plain ``linear`` calls), so
 the official structure's time over the fuse-only copy's is about the most any
 implementation of the sMLP could reach in that setting; the report gives that ratio.
