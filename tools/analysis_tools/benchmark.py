@@ -25,10 +25,11 @@ Models (``--models``), any mix of:
 ``--ablate-smlp`` adds, for each ``smlpnet-*`` model, two copies whose sMLP token
 mixings are cut down: ``(sMLP fuse only)`` keeps the three fuse products
 (``shortcut + sum_k F_k x``, the axial mixings and their biases dropped) and
-``(sMLP identity)`` keeps nothing. They are not valid models but bounds: an sMLP costs at least its fuse
-products (the same GEMMs in every formulation, here three plain ``linear`` calls), so
-the official structure's time over the fuse-only copy's is about the most any
-implementation of the sMLP could reach in that setting; the report gives that ratio.
+``(sMLP identity)`` keeps nothing. They are not valid models but bounds: an sMLP
+costs at least its fuse products (the same GEMMs in every formulation, here the
+plain formulation's three ``linear`` calls), so the official structure's time over
+the fuse-only copy's is about the most any implementation of the sMLP could reach
+in that setting; the report gives that ratio.
 
 ``--interp both`` adds, for each SMLPNet at a size other than its reference, a copy
 whose axial weights were resized once (``img_size`` = input size, loaded through the
@@ -174,12 +175,15 @@ def build_models(args) -> Dict[str, nn.Module]:
     return models
 
 
+def _identity_mixing(self, x, dim, grid=None):
+    return x
+
+
 def _smlp_fuse_only(self, x, shortcut=None):
-    # the sMLP's three fuse products on x itself: the work no formulation avoids
-    out = 0 if shortcut is None else shortcut
-    for part in self.fuse.weight.chunk(self.num_branches, dim=1):
-        out = out + torch.nn.functional.linear(x, part)
-    return out
+    # the plain formulation with identity axial mixings (see ablate_smlp): the
+    # fuse products every formulation computes
+    out = self._forward_plain(x)
+    return out if shortcut is None else out + shortcut
 
 
 def _smlp_identity(self, x, shortcut=None):
@@ -200,6 +204,8 @@ def ablate_smlp(model: nn.Module, kind: str) -> nn.Module:
                 raise ValueError(f'--ablate-smlp: fuse_mode={m.fuse_mode!r} has no '
                                  'fuse products')
             m.forward = types.MethodType(ABLATIONS[kind], m)
+            for mixing in (m.mix_width, m.mix_height):
+                mixing.forward = types.MethodType(_identity_mixing, mixing)
     return ablated
 
 
@@ -389,6 +395,13 @@ class _NullPeak:
         pass
 
 
+def _speedup(fast: dict, slow: dict) -> tuple:
+    """``fast``'s images/s over ``slow``'s, and the quartiles of the per-round
+    time ratios (``slow`` over ``fast``, rounds paired by index)."""
+    return (fast['images_per_s'] / slow['images_per_s'],
+            _quartiles([s / f for f, s in zip(fast['times_ms'], slow['times_ms'])]))
+
+
 def report(results: List[dict], args) -> str:
     resizes = [r for r in results if r['mode'] == 'axial resizes alone']
     results = [r for r in results if r['mode'] != 'axial resizes alone']
@@ -405,26 +418,22 @@ def report(results: List[dict], args) -> str:
                      f"{r['median_ms']:9.1f} {r['peak_mem_mb']:9.1f}")
     # speed-ups of the first model of each mode over the others: the ratio of
     # the medians, and the median (25th-75th percentile) of the per-round
-    # ratios, which a drift of the machine's speed during the run affects less
+    # ratios, which a drift of the machine's speed during the run affects less;
+    # then the bounds: the official structure over each ablated copy
     for mode in dict.fromkeys(r['mode'] for r in results):
         rows = [r for r in results if r['mode'] == mode]
         first = rows[0]
         for r in rows[1:]:
-            q = _quartiles([o / f for f, o in zip(first['times_ms'], r['times_ms'])])
+            ratio, q = _speedup(first, r)
             lines.append(f"{mode}: {first['model']} / {r['model']} = "
-                         f"{first['images_per_s'] / r['images_per_s']:.3f}x images/s "
-                         f"(per round: median {q[1]:.3f}x, "
+                         f"{ratio:.3f}x images/s (per round: median {q[1]:.3f}x, "
                          f"p25-p75 {q[0]:.3f}-{q[2]:.3f})")
-    # bounds: the official structure over each ablated copy, timed in the same rounds
-    for mode in dict.fromkeys(r['mode'] for r in results):
-        rows = [r for r in results if r['mode'] == mode]
         for ref in (r for r in rows if r['model'].lower().startswith('official-')):
             for r in (r for r in rows if '(sMLP ' in r['model']):
-                q = _quartiles([o / f for f, o in zip(r['times_ms'], ref['times_ms'])])
+                ratio, q = _speedup(r, ref)
                 meaning = ('about the most an sMLP implementation could reach'
                            if 'fuse only' in r['model'] else 'without any sMLP')
-                lines.append(f"{mode}: {ref['model']} / {r['model']} = "
-                             f"{r['images_per_s'] / ref['images_per_s']:.3f}x "
+                lines.append(f"{mode}: {ref['model']} / {r['model']} = {ratio:.3f}x "
                              f"(per round: median {q[1]:.3f}x; {meaning})")
     for r in resizes:
         forward = next(t['median_ms'] for t in results
