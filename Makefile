@@ -1,22 +1,33 @@
-# The README's commands. Each one sets the environment up first if needed.
-#   make test   the whole test suite
-#   make demo   the main job on the embedded toy data (detection)
-#   make demo-finetune   toy classifier -> detector initialised from it
-PY    := .venv/bin/python
-STAMP := .venv/.mmsmlp-installed
+# The README's commands. Each one sets its environment up first if needed.
+#   make test           the whole test suite on the current stack (.venv)
+#   make test-classic   the whole test suite on the classic stack (.venv-classic)
+#   make demo           the main job on the embedded toy data (detection)
+#   make demo-finetune  toy classifier -> detector initialised from it
+REQS := tools/install.sh requirements/runtime.txt requirements/optional.txt \
+        requirements/tests.txt setup.py
+STAMP_current := .venv/.mmsmlp-installed
+STAMP_classic := .venv-classic/.mmsmlp-installed
 
-.PHONY: install test demo demo-finetune
-install: $(STAMP)
+.PHONY: install install-classic test test-classic demo demo-finetune
+install: $(STAMP_current)
+install-classic: $(STAMP_classic)
 
-$(STAMP): tools/install.sh requirements/runtime.txt requirements/torch.txt requirements/tests.txt setup.py
-	bash tools/install.sh
-	touch $(STAMP)
+$(STAMP_current): $(REQS) requirements/stacks/current.txt
+	bash tools/install.sh current
+	touch $@
 
-test: $(STAMP)
-	$(PY) -m pytest -q
+$(STAMP_classic): $(REQS) requirements/stacks/classic.txt
+	bash tools/install.sh classic
+	touch $@
 
-demo: $(STAMP)
+test: $(STAMP_current)
+	.venv/bin/python -m pytest -q
+
+test-classic: $(STAMP_classic)
+	.venv-classic/bin/python -m pytest -q
+
+demo: $(STAMP_current)
 	bash tools/demo.sh
 
-demo-finetune: $(STAMP)
+demo-finetune: $(STAMP_current)
 	bash tools/demo_finetune.sh

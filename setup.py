@@ -1,6 +1,7 @@
 """mmsmlp: sparse-MLP vision backbones (sMLPNet, ResMLP, S2-MLP) for OpenMMLab."""
 import os
 import os.path as osp
+import re
 import shutil
 import sys
 
@@ -14,6 +15,18 @@ def version():
     with open(osp.join(osp.dirname(__file__), 'mmsmlp', 'version.py')) as f:
         exec(f.read(), ns)
     return ns['__version__']
+
+
+def requirements(fname, *names):
+    """The requirement lines of ``requirements/<fname>`` (those of ``names`` only,
+    when given)."""
+    path = osp.join(osp.dirname(__file__), 'requirements', fname)
+    with open(path) as f:
+        lines = [ln.split('#')[0].strip() for ln in f]
+    reqs = [ln for ln in lines if ln]
+    if names:
+        reqs = [r for r in reqs if re.split(r'[<>=!~ ]', r)[0] in names]
+    return reqs
 
 
 def add_mim_extension():
@@ -57,14 +70,17 @@ setup(
     include_package_data=True,
     package_data={'mmsmlp': ['.mim/model-index.yml', '.mim/configs/**/*',
                              '.mim/tools/**/*']},
-    python_requires='>=3.8',
-    # ranges for users with their own stack; tools/install.sh pins the tested one
-    install_requires=['mmengine>=0.10.0,<1.0', 'mmcv>=2.0.0,<2.2.0', 'timm>=0.9'],
+    # the ranges CI tests (requirements/stacks/*.txt); torch and mmcv are checked
+    # when mmsmlp is imported and never installed or replaced by pip
+    python_requires='>=3.10,<3.12',
+    install_requires=requirements('runtime.txt'),
     extras_require={
-        'det': ['mmdet>=3.0.0,<3.4.0'],
-        'seg': ['mmsegmentation>=1.0.0,<1.3.0', 'ftfy', 'regex'],
-        'cls': ['mmpretrain>=1.0.0,<1.3.0'],
-        'tests': ['pytest'],
+        'det': requirements('optional.txt', 'mmdet', 'openmim'),
+        'seg': requirements('optional.txt', 'mmsegmentation', 'ftfy', 'regex',
+                            'openmim'),
+        'cls': requirements('optional.txt', 'mmpretrain', 'openmim'),
+        'mim': requirements('optional.txt', 'openmim'),
+        'tests': requirements('tests.txt'),
     },
     license='Apache License 2.0',
     zip_safe=False)

@@ -1,7 +1,10 @@
 """mmsmlp: sparse-MLP vision backbones (sMLPNet, ResMLP, S2-MLP) for OpenMMLab."""
-from . import datasets, engine, models  # noqa: F401  (registers modules, hooks, transforms)
-from .models import timm_models  # noqa: F401  (registers the smlpnet_* timm models)
-from .version import __version__
+from .version import __version__, check_dependencies
+
+check_dependencies()
+
+from . import datasets, engine, models  # noqa: E402,F401  (registers modules, hooks, transforms)
+from .models import timm_models  # noqa: E402,F401  (registers the smlpnet_* timm models)
 
 # mmengine resolves `_base_ = 'pkg::path'` only for the packages it lists; list this
 # one, so that configs can inherit mmsmlp's (once mmsmlp is imported, as our tools do).
