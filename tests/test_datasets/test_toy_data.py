@@ -12,10 +12,10 @@ from mmengine.registry import init_default_scope
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
-from mmsmlp.datasets import (ADE20K_CLASSES, ADE20K_PALETTE, COCO_CLASSES,
-                             IMAGENET_CLASSES, make_toy_ade20k, make_toy_coco,
-                             make_toy_imagenet)
-from mmsmlp.datasets.toy_data import polygon_mask
+from mmsmlp.datasets.toy_data import (ADE20K_CLASSES, ADE20K_PALETTE, COCO_CLASSES,
+                                      IMAGENET_CLASSES, make_toy_ade20k,
+                                      make_toy_coco, make_toy_imagenet,
+                                      polygon_mask)
 
 REPO = Path(__file__).resolve().parents[2]
 SMALL = dict(num_train=8, num_val=3)

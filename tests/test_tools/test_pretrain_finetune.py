@@ -6,7 +6,7 @@ import re
 import subprocess
 import sys
 
-from mmsmlp.datasets import make_toy_coco, make_toy_imagenet
+from mmsmlp.datasets.toy_data import make_toy_coco, make_toy_imagenet
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CLS = osp.join(ROOT, 'configs', 'toy', 'smlpnet-mini_toy-imagenet.py')

@@ -12,7 +12,7 @@ import sys
 import pytest
 import torch
 
-from mmsmlp.datasets import make_toy_ade20k, make_toy_coco
+from mmsmlp.datasets.toy_data import make_toy_ade20k, make_toy_coco
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TOY = osp.join(ROOT, 'configs', 'toy')

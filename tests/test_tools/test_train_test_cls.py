@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from mmsmlp.datasets import make_toy_imagenet
+from mmsmlp.datasets.toy_data import make_toy_imagenet
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG = osp.join(ROOT, 'configs', 'toy', 'smlpnet-mini_toy-imagenet.py')

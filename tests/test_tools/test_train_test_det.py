@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from mmsmlp.datasets import make_toy_coco
+from mmsmlp.datasets.toy_data import make_toy_coco
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG = osp.join(ROOT, 'configs', 'toy', 'mask-rcnn_smlpnet-mini_fpn_toy-coco.py')

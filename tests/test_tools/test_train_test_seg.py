@@ -10,7 +10,7 @@ import sys
 import cv2
 import pytest
 
-from mmsmlp.datasets import make_toy_ade20k
+from mmsmlp.datasets.toy_data import make_toy_ade20k
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG = osp.join(ROOT, 'configs', 'toy', 'upernet_smlpnet-mini_toy-ade20k.py')

@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 
-from mmsmlp.datasets import make_toy_coco
+from mmsmlp.datasets.toy_data import make_toy_coco
 from mmsmlp.utils import CheckpointError, read_checkpoint
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))

@@ -8,8 +8,8 @@ import pytest
 from mmengine.logging import MMLogger
 from mmengine.registry import DefaultScope
 
-from mmsmlp.datasets import (ADE20K_CLASSES, CheckSegMap, InvalidSegMapError,
-                             make_toy_ade20k)
+from mmsmlp.datasets import CheckSegMap, InvalidSegMapError
+from mmsmlp.datasets.toy_data import ADE20K_CLASSES, make_toy_ade20k
 
 IMG = '/data/images/a.jpg'
 SEG = '/data/annotations/a.png'
