@@ -48,7 +48,6 @@ from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import ClassifierHead, trunc_normal_
 from timm.models import (build_model_with_cfg, generate_default_cfgs,
                          register_model, resolve_pretrained_cfg)
-from timm.models._features import feature_take_indices
 
 from .backbones.smlpnet import SMLPBlock, SMLPNet
 
@@ -227,7 +226,7 @@ class SMLPNetTimm(nn.Module):
             raise ValueError(f'SMLPNetTimm: output_fmt={output_fmt!r}; accepted: '
                              "'NCHW', 'NHWC'")
         stages = self.backbone.stages
-        take_indices, max_index = feature_take_indices(len(stages), indices)
+        taken, max_index = take_indices(len(stages), indices)
         if stop_early:
             stages = stages[:max_index + 1]
         last = len(self.backbone.stages) - 1
@@ -235,7 +234,7 @@ class SMLPNetTimm(nn.Module):
         intermediates = []
         for i, stage in enumerate(stages):
             x = stage(x)
-            if i in take_indices:
+            if i in taken:
                 out = self.final_norm(x) if (norm and i == last) else x
                 out = out.permute(0, 2, 3, 1) if output_fmt == 'NHWC' else out
                 intermediates.append(out.contiguous())
@@ -252,7 +251,7 @@ class SMLPNetTimm(nn.Module):
         """Drop the stages after the last of ``indices`` (and the final norm and
         the classifier as asked); returns the absolute indices kept."""
         stages = self.backbone.stages
-        take_indices, max_index = feature_take_indices(len(stages), indices)
+        taken, max_index = take_indices(len(stages), indices)
         prune_end = max_index < len(stages) - 1
         if prune_norm or prune_end:
             setattr(self.backbone, f'norm{self.backbone.out_indices[-1]}',
@@ -265,7 +264,7 @@ class SMLPNetTimm(nn.Module):
                 self.feature_info[max_index]['num_chs']
         if prune_head or prune_end:
             self.reset_classifier(0, '')
-        return take_indices
+        return taken
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, in_chans, H, W)`` -> ``(B, 8C, ceil(H/32), ceil(W/32))``, after the
@@ -282,6 +281,25 @@ class SMLPNetTimm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
+
+
+def take_indices(num: int,
+                 indices: Optional[Union[int, List[int]]]) -> Tuple[List[int], int]:
+    """timm's ``forward_intermediates`` index convention over ``num`` stages:
+    None takes all, an int ``n`` the last ``n``, a list the given ones (negative
+    from the end). Returns the sorted absolute indices and the largest."""
+    if indices is None:
+        taken = list(range(num))
+    elif isinstance(indices, int):
+        if not 0 < indices <= num:
+            raise ValueError(f'indices={indices} must take 1 to {num} stages')
+        taken = list(range(num - indices, num))
+    else:
+        if not all(isinstance(i, int) and -num <= i < num for i in indices):
+            raise ValueError(f'indices={indices!r} must be stage indices in '
+                             f'[{-num}, {num - 1}]')
+        taken = sorted({i % num for i in indices})
+    return taken, max(taken)
 
 
 # --------------------------------------------------------------------- weights

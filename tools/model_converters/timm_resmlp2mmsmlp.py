@@ -151,7 +151,8 @@ def convert_resmlp(state_dict: Mapping[str, torch.Tensor],
 
     Shapes: Affine ``alpha`` / ``beta`` become ``(C,)``; every other tensor keeps
     its shape (the token-mixing ``Linear(N, N)`` weight is the ``(N, N)`` weight
-    of ``token_mix``).
+    of ``token_mix``), and each ``token_mix.reference_grid`` is added: the square
+    grid ``(sqrt(N), sqrt(N))`` the weights mix.
 
     Raises:
         CheckpointError: not a ResMLP state dict, unmapped keys (listed),
@@ -160,6 +161,11 @@ def convert_resmlp(state_dict: Mapping[str, torch.Tensor],
     arch = infer_resmlp_arch(state_dict)
     converted = rename_keys(state_dict, resmlp_rules(arch['layout']),
                             source=f"ResMLP state dict ({arch['layout']} layout)")
+    # ResMLP's patch grid is square: recorded so that a model of another grid
+    # resizes the token mixing from the right one
+    for i in range(arch['num_blocks']):
+        converted[f'backbone.blocks.{i}.token_mix.reference_grid'] = torch.tensor(
+            [arch['grid'], arch['grid']])
     if check:
         _check_against_backbone(converted, arch)
     return converted

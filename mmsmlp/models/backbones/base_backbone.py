@@ -5,9 +5,11 @@ import warnings
 from typing import Dict, Optional, Sequence, Tuple, Union
 
 import torch
+import torch.fx
 from mmengine.model import BaseModule
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from mmsmlp.utils.compat import is_compiling
 from ..utils.token_mixing import TokenMixing
 
 
@@ -77,6 +79,35 @@ def init_cfg_from_pretrained(name: str, pretrained: Optional[str], init_cfg):
     return dict(type='Pretrained', checkpoint=pretrained)
 
 
+@torch.fx.wrap
+def check_input(x: torch.Tensor, name: str, in_channels: int, min_size: int):
+    """Refuse an input the backbone cannot process, naming the problem (a leaf
+    for ``torch.fx``: it runs when the traced graph runs)."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f'{name}: input must be a torch.Tensor, '
+                        f'got {type(x).__name__}')
+    if x.dim() != 4:
+        raise ValueError(f'{name}: input must be 4-D (N, C, H, W), got shape '
+                         f'{tuple(x.shape)}')
+    if not x.is_floating_point():
+        raise TypeError(f'{name}: input must be a floating-point tensor, got '
+                        f'{x.dtype}')
+    if x.shape[1] != in_channels:
+        raise ValueError(f'{name}: input has {x.shape[1]} channels (shape '
+                         f'{tuple(x.shape)}) but in_channels={in_channels}')
+    h, w = x.shape[2], x.shape[3]
+    if h < min_size or w < min_size:
+        raise ValueError(f'{name}: input spatial size {h}x{w} is too small; '
+                         f'height and width must be at least {min_size}')
+    # one sum (finite for finite inputs unless it overflows, when the exact
+    # element-wise test decides); not while compiling or exporting, where a
+    # data-dependent branch has no place
+    if (not is_compiling() and not torch.jit.is_tracing()
+            and not torch.isfinite(x.sum()) and not torch.isfinite(x).all()):
+        raise ValueError(f'{name}: input of shape {tuple(x.shape)} contains NaN '
+                         'or Inf values')
+
+
 class MLPBackboneMixin:
     """Mixed into the ``BaseModule`` backbones of mmsmlp.
 
@@ -87,31 +118,7 @@ class MLPBackboneMixin:
     min_input_size = 32
 
     def _check_input(self, x: torch.Tensor):
-        name = type(self).__name__
-        if not isinstance(x, torch.Tensor):
-            raise TypeError(f'{name}: input must be a torch.Tensor, '
-                            f'got {type(x).__name__}')
-        if x.dim() != 4:
-            raise ValueError(f'{name}: input must be 4-D (N, C, H, W), got shape '
-                             f'{tuple(x.shape)}')
-        if not x.is_floating_point():
-            raise TypeError(f'{name}: input must be a floating-point tensor, got '
-                            f'{x.dtype}')
-        if x.shape[1] != self.in_channels:
-            raise ValueError(f'{name}: input has {x.shape[1]} channels (shape '
-                             f'{tuple(x.shape)}) but in_channels={self.in_channels}')
-        h, w = x.shape[-2:]
-        # one sum (finite for finite inputs unless it overflows, when the exact
-        # element-wise test decides); skipped under torch.compile (no
-        # data-dependent branch)
-        if (not torch.compiler.is_compiling() and not torch.isfinite(x.sum())
-                and not torch.isfinite(x).all()):
-            raise ValueError(f'{name}: input of shape {tuple(x.shape)} contains NaN '
-                             'or Inf values')
-        if h < self.min_input_size or w < self.min_input_size:
-            raise ValueError(f'{name}: input spatial size {h}x{w} is too small; '
-                             f'height and width must be at least '
-                             f'{self.min_input_size}')
+        check_input(x, type(self).__name__, self.in_channels, self.min_input_size)
 
     def _check_frozen_stages(self, frozen_stages: int, num_stages: int):
         if not isinstance(frozen_stages, int) or \

@@ -18,8 +18,8 @@ norm and the two output modes:
   like SMLPNet's outputs, whatever the input size.
 
 Inputs of any size of at least 32 x 32 are accepted: sides that are not multiples
-of the patch are padded at the bottom / right (mmcv's ``PatchEmbed`` with
-``padding='corner'``).
+of the patch are padded at the bottom / right
+(:class:`~mmsmlp.models.utils.PatchEmbed`).
 """
 import math
 from typing import List, Optional, Sequence, Tuple, Union
@@ -27,10 +27,11 @@ from typing import List, Optional, Sequence, Tuple, Union
 import torch
 import torch.nn as nn
 import torch.utils.checkpoint as cp
-from mmcv.cnn.bricks.transformer import PatchEmbed
 from mmengine.model import BaseModule
 from mmengine.utils import to_2tuple
 
+from mmsmlp.utils.compat import register_load_state_dict_pre_hook
+from ..utils.patch_embed import PatchEmbed
 from ..utils.simple_pyramid import SimplePyramid
 from .base_backbone import MLPBackboneMixin, resolve_indices
 
@@ -84,11 +85,10 @@ class IsotropicMLPBackbone(MLPBackboneMixin, BaseModule):
         if min(self.img_size) < self.min_input_size:
             raise ValueError(f'{name}: img_size={img_size} must be at least '
                              f'{self.min_input_size}')
-        self.patch_embed = PatchEmbed(
-            in_channels, embed_dims, kernel_size=patch_size, stride=patch_size,
-            padding='corner', norm_cfg=patch_norm_cfg, input_size=self.img_size)
+        self.patch_embed = PatchEmbed(in_channels, embed_dims, patch_size,
+                                      norm_cfg=patch_norm_cfg)
         #: token grid (h, w) of the reference input size ``img_size``
-        self.grid_size = tuple(self.patch_embed.init_out_size)
+        self.grid_size = tuple(math.ceil(s / patch_size) for s in self.img_size)
         return torch.linspace(0, drop_path_rate, num_blocks, device='cpu').tolist()
 
     def _build_outputs(self, out_indices, with_pyramid: bool,
@@ -152,7 +152,7 @@ class IsotropicMLPBackbone(MLPBackboneMixin, BaseModule):
         self._check_frozen_stages(frozen_stages, n)
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
-        self._register_load_state_dict_pre_hook(self._check_checkpoint_shapes)
+        register_load_state_dict_pre_hook(self, self._check_checkpoint_shapes)
         self._freeze_stages()
 
     # ------------------------------------------------------------------ forward
@@ -167,9 +167,8 @@ class IsotropicMLPBackbone(MLPBackboneMixin, BaseModule):
         mode, ``p`` = patch size) or one ``(B, C_i, ceil(H / s_i), ceil(W /
         s_i))`` map per pyramid level ``i`` (``s_i = 4 * 2**i``)."""
         self._check_input(x)
-        height, width = x.shape[-2:]
-        tokens, (h, w) = self.patch_embed(x)  # (B, h*w, C)
-        x = tokens.reshape(tokens.shape[0], h, w, self.embed_dims).contiguous()
+        height, width = x.shape[2], x.shape[3]
+        x = self.patch_embed(x).permute(0, 2, 3, 1).contiguous()  # (B, h, w, C)
         feats = {}
         last = self.num_blocks - 1
         for i, block in enumerate(self.blocks):
@@ -181,8 +180,8 @@ class IsotropicMLPBackbone(MLPBackboneMixin, BaseModule):
                 break  # later blocks cannot change any output
         if self.pyramid is None:
             return tuple(feats[i].contiguous() for i in self.out_indices)
-        sizes = [(math.ceil(height / s), math.ceil(width / s))
-                 for s in self.out_strides]
+        # integer arithmetic on the input sizes (exact, and symbolic when traced)
+        sizes = [(-(-height // s), -(-width // s)) for s in self.out_strides]
         return self.pyramid([feats[b] for b in self._level_blocks], sizes)
 
     # ----------------------------------------------------------------- switches

@@ -79,12 +79,10 @@ class ResMLPBlock(nn.Module):
                  layer_scale_init: float = 1e-4,
                  drop_path_rate: float = 0.,
                  act_cfg: dict = dict(type='GELU'),
-                 interpolate_mode: str = 'bilinear',
-                 cache_size: int = 2):
+                 interpolate_mode: str = 'bilinear'):
         super().__init__()
         self.norm1 = Affine(dims)
-        self.token_mix = TokenMixing(grid_size, interpolate_mode=interpolate_mode,
-                                     cache_size=cache_size)
+        self.token_mix = TokenMixing(grid_size, interpolate_mode=interpolate_mode)
         self.ls1 = nn.Parameter(torch.full((dims, ), float(layer_scale_init)))
         self.norm2 = Affine(dims)
         self.channel_mlp = Mlp(dims, int(dims * mlp_ratio),
@@ -94,12 +92,8 @@ class ResMLPBlock(nn.Module):
             else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, h, w, c = x.shape
-        t = x.reshape(b, h * w, c)
-        mixed = self.token_mix(self.norm1(t), dim=1, grid=(h, w))
-        t = t + self.drop_path(self.ls1 * mixed)
-        t = t + self.drop_path(self.ls2 * self.channel_mlp(self.norm2(t)))
-        return t.view(b, h, w, c)
+        x = x + self.drop_path(self.ls1 * self.token_mix(self.norm1(x), dim=1))
+        return x + self.drop_path(self.ls2 * self.channel_mlp(self.norm2(x)))
 
 
 @MODELS.register_module()
@@ -116,9 +110,9 @@ class ResMLP(IsotropicMLPBackbone):
     :class:`~mmsmlp.models.utils.TokenMixing` (the weights are treated as a kernel
     over (h, w) x (h, w); exactly the stored weights at the reference grid), so any
     input of at least 32 x 32 works; sides that are not multiples of ``p`` are
-    padded at the bottom / right. A resized matrix has ``(h*w)**2`` entries (58 MB
-    per block at 800 x 1216 with p = 16); ``resize_cache_size`` bounds how many are
-    kept per block at inference.
+    padded at the bottom / right. On another grid the patches are resampled onto
+    the reference grid, mixed and resampled back, so the mixing never costs more
+    than at the reference size plus two interpolations.
 
     Presets (timm's; LayerScale init values from timm's ``resmlp_*`` functions).
     Params / FLOPs of the classifier (``GlobalAveragePooling`` + 1000-class
@@ -159,10 +153,8 @@ class ResMLP(IsotropicMLPBackbone):
         drop_path_rate (float): stochastic depth, growing linearly over the blocks
             from 0 to this value. Defaults to 0.
         act_cfg (dict): activation of the channel MLP. Defaults to GELU.
-        interpolate_mode (str): ``F.interpolate`` mode for resizing the
-            token-mixing weights. Defaults to ``'bilinear'``.
-        resize_cache_size (int): resized token-mixing matrices cached per block at
-            inference. Defaults to 2.
+        interpolate_mode (str): ``F.interpolate`` mode of the resampling between
+            the patch grid and the reference grid. Defaults to ``'bilinear'``.
         frozen_stages (int): -1 freezes nothing; ``k >= 0`` freezes the patch
             embedding and blocks ``0..k`` (the final norm too when ``k`` is the
             last block). Defaults to -1.
@@ -202,7 +194,6 @@ class ResMLP(IsotropicMLPBackbone):
                  drop_path_rate: float = 0.,
                  act_cfg: dict = dict(type='GELU'),
                  interpolate_mode: str = 'bilinear',
-                 resize_cache_size: int = 2,
                  frozen_stages: int = -1,
                  norm_eval: bool = False,
                  with_cp: bool = False,
@@ -225,8 +216,8 @@ class ResMLP(IsotropicMLPBackbone):
             self.layer_scale_init = default_layer_scale(self.num_blocks)
         self.blocks = ModuleList([
             ResMLPBlock(self.embed_dims, self.grid_size, self.mlp_ratio,
-                        self.layer_scale_init, rate, act_cfg, interpolate_mode,
-                        resize_cache_size) for rate in dpr
+                        self.layer_scale_init, rate, act_cfg, interpolate_mode)
+            for rate in dpr
         ])
         self.norm = Affine(self.embed_dims)
         self._build_outputs(out_indices, with_pyramid, pyramid_blocks, pyramid_cfg,

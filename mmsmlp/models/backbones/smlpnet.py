@@ -6,17 +6,17 @@ from typing import Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from mmcv.cnn import build_activation_layer, build_norm_layer
 from mmcv.cnn.bricks import DropPath
-from mmcv.cnn.bricks.transformer import PatchEmbed
 from mmengine.model import BaseModule, ModuleList
 from mmengine.utils import to_2tuple
 from timm.layers import Mlp
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmsmlp.registry import MODELS
-from ..utils.fused_smlp import fast_paths_enabled, fused_sparse_mlp, records_grad
+from mmsmlp.utils.compat import register_load_state_dict_pre_hook
+from ..utils.patch_embed import PatchEmbed
 from ..utils.token_mixing import TokenMixing
 from .base_backbone import (MLPBackboneMixin, init_cfg_from_pretrained,
                             resolve_arch, resolve_indices)
@@ -36,8 +36,7 @@ class SparseMLP(nn.Module):
     Args:
         channels (int): C.
         grid_size (tuple[int, int]): reference token grid (H, W) of the weights.
-        interpolate_mode (str): how the axial weights are resized to another grid.
-        cache_size (int): resized weights kept per axis for inference.
+        interpolate_mode (str): how the axial weights act on another grid.
         fuse_mode (str): ``'concat'`` (concat + ``Linear(kC, C)``, the paper's
             default), ``'sum'`` (branches added) or ``'weighted_sum'`` (branches
             added with a learned weight per branch and channel).
@@ -53,7 +52,6 @@ class SparseMLP(nn.Module):
                  channels: int,
                  grid_size: Tuple[int, int],
                  interpolate_mode: str = 'bilinear',
-                 cache_size: int = 8,
                  fuse_mode: str = 'concat',
                  branch_mode: str = 'parallel',
                  identity: bool = True):
@@ -62,9 +60,8 @@ class SparseMLP(nn.Module):
             raise ValueError(f'fuse_mode={fuse_mode!r}; accepted: {FUSE_MODES}')
         if branch_mode not in BRANCH_MODES:
             raise ValueError(f'branch_mode={branch_mode!r}; accepted: {BRANCH_MODES}')
-        kw = dict(interpolate_mode=interpolate_mode, cache_size=cache_size)
-        self.mix_height = TokenMixing(grid_size[0], **kw)
-        self.mix_width = TokenMixing(grid_size[1], **kw)
+        self.mix_height = TokenMixing(grid_size[0], interpolate_mode=interpolate_mode)
+        self.mix_width = TokenMixing(grid_size[1], interpolate_mode=interpolate_mode)
         self.fuse_mode, self.branch_mode, self.identity = fuse_mode, branch_mode, identity
         self.num_branches = 3 if identity else 2
         if fuse_mode == 'concat':
@@ -72,65 +69,36 @@ class SparseMLP(nn.Module):
         elif fuse_mode == 'weighted_sum':
             self.fuse_weight = nn.Parameter(torch.ones(self.num_branches, channels))
 
-    def forward(self, x: torch.Tensor,
-                shortcut: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """``x``: ``(B, H, W, C)``; ``shortcut`` (same shape, optional) is added to
-        the result. Returns a ``(B, H, W, C)`` tensor."""
-        if (self.fuse_mode == 'concat' and self.branch_mode == 'parallel'
-                and self.identity and fast_paths_enabled()):
-            return self._forward_fused(x, shortcut)
-        out = self._forward_plain(x)
-        return out if shortcut is None else out + shortcut
-
-    def _forward_plain(self, x: torch.Tensor) -> torch.Tensor:
-        # every setting; also what jit tracing (FlopAnalyzer) and torch.compile see
-        _, h, w, _ = x.shape
-        x_w = self.mix_width(x, dim=2, grid=(w, ))
-        x_h = self.mix_height(x_w if self.branch_mode == 'sequential' else x,
-                              dim=1, grid=(h, ))
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x_w = self.mix_width(x, dim=2)
+        x_h = self.mix_height(x_w if self.branch_mode == 'sequential' else x, dim=1)
         branches = (x, x_w, x_h) if self.identity else (x_w, x_h)
         if self.fuse_mode == 'concat':
-            # fuse(concat[...]) as a sum of per-branch products: the kC-channel
-            # tensor is never built
-            parts = self.fuse.weight.chunk(self.num_branches, dim=1)
-            out = F.linear(branches[0], parts[0])
-            for b, part in zip(branches[1:], parts[1:]):
-                out = out + F.linear(b, part)
-            return out
+            return self.fuse(torch.cat(branches, dim=-1))
         if self.fuse_mode == 'weighted_sum':
             return sum(b * wt for b, wt in zip(branches, self.fuse_weight))
         return sum(branches)
 
-    def _forward_fused(self, x: torch.Tensor,
-                       shortcut: Optional[torch.Tensor]) -> torch.Tensor:
-        # the default setting in eager mode: one autograd node whose only
-        # element-wise pass is the residual add (see mmsmlp.models.utils.fused_smlp)
-        _, h, w, _ = x.shape
-        tensors = (x, *self.mix_width.resized((w, )),
-                   *self.mix_height.resized((h, )), self.fuse.weight)
-        # in-place products are not autocast-aware: cast as autocast would
-        dtype = x.dtype
-        if torch.is_autocast_enabled(x.device.type):
-            dtype = torch.get_autocast_dtype(x.device.type)
-        # a shortcut of a wider type (the fp32 residual stream under autocast)
-        # is added afterwards, so that the stream keeps its precision
-        fold = shortcut is not None and shortcut.dtype == dtype
-        out = fused_sparse_mlp(*(t.to(dtype) for t in tensors),
-                               shortcut=shortcut if fold else None)
-        return out if fold or shortcut is None else out + shortcut
-
 
 class SMLPBlock(BaseModule):
-    """One sMLPNet block: two residual branches sharing one drop-path rate.
+    """One sMLPNet block (the paper's Fig. 3): two residual branches that share
+    one drop-path rate::
 
-    * token mixing: ``BN -> act -> depthwise 3x3`` (local, ``local_mix``) then
-      ``BN -> act -> sMLP`` (global, ``global_mix``); either may be switched off
-      (the paper's Tables 1 and 2), ``smlp_cfg`` goes to :class:`SparseMLP`;
-    * channel mixing: ``LN -> Linear(C, rC) -> act -> Linear(rC, C)``.
+        x = x + drop_path(sMLP(act(BN(dwconv(act(BN(x)))))))   # token mixing
+        x = x + drop_path(MLP(LN(x)))                           # channel mixing
+
+    The token mixing is local (``BN -> act -> depthwise 3x3``) then global
+    (``BN -> act -> sMLP``); either may be switched off (the paper's Tables 1 and
+    2), ``smlp_cfg`` goes to :class:`SparseMLP`. The channel mixing is
+    ``LN -> Linear(C, rC) -> act -> Linear(rC, C)``.
+
+    :meth:`switch_to_deploy` folds the BatchNorm after the depthwise conv into it
+    (inference only, as mmpretrain's RepVGG: the ``global_norm`` keys become a
+    ``local_mix.bias``).
 
     Shapes:
-        input and output ``(B, C, H, W)``; kept in ``channels_last`` memory so
-        that the channel-last views used by sMLP and the MLP are free.
+        input and output ``(B, C, H, W)``, best in ``channels_last`` memory, where
+        the ``(B, H, W, C)`` views that sMLP and the MLP read are free.
     """
 
     def __init__(self,
@@ -142,7 +110,6 @@ class SMLPBlock(BaseModule):
                  channel_norm_cfg: dict = dict(type='LN'),
                  act_cfg: dict = dict(type='GELU'),
                  interpolate_mode: str = 'bilinear',
-                 cache_size: int = 8,
                  with_cp: bool = False,
                  local_mix: bool = True,
                  global_mix: bool = True,
@@ -153,15 +120,17 @@ class SMLPBlock(BaseModule):
             raise ValueError('an sMLP block needs local_mix or global_mix (sMLP) '
                              'for its token mixing')
         self.with_cp = with_cp
-        self.act = build_activation_layer(act_cfg)
+        self.deploy = False
         if local_mix:
             self.local_norm = build_norm_layer(norm_cfg, channels)[1]
+            self.local_act = build_activation_layer(act_cfg)
             self.local_mix = nn.Conv2d(
                 channels, channels, 3, padding=1, groups=channels, bias=False)
         if global_mix:
             self.global_norm = build_norm_layer(norm_cfg, channels)[1]
+            self.global_act = build_activation_layer(act_cfg)
             self.sparse_mlp = SparseMLP(channels, grid_size, interpolate_mode,
-                                        cache_size, **smlp_cfg)
+                                        **smlp_cfg)
         self.channel_norm = build_norm_layer(channel_norm_cfg, channels)[1]
         self.channel_mlp = Mlp(
             channels,
@@ -170,104 +139,50 @@ class SMLPBlock(BaseModule):
         self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0 \
             else nn.Identity()
 
-    @staticmethod
-    def _activate(act: nn.Module, y: torch.Tensor) -> torch.Tensor:
-        """``act(y)`` for a fresh tensor ``y`` of the block's own. GELU runs on
-        the contiguous view of a channels-last map, and in place when autograd
-        does not record it (inference: one buffer and one pass over memory
-        less, as ``ReLU(inplace=True)``)."""
-        if not (isinstance(act, nn.GELU) and fast_paths_enabled()):
-            return act(y)
-        if y.dim() == 4 and not y.is_contiguous() and y.is_contiguous(
-                memory_format=torch.channels_last):
-            # torch's CPU GELU (forward and backward) takes oneDNN's kernel for
-            # contiguous tensors only, ATen's (up to 2x slower) for a
-            # channels-last map: use its contiguous (B, H, W, C) view
-            return SMLPBlock._activate(act, y.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
-        if not records_grad(y):
-            return torch.ops.aten.gelu_(y, approximate=act.approximate)
-        return act(y)
-
-    def _drop_path_active(self) -> bool:
-        return isinstance(self.drop_path, DropPath) and self.drop_path.training
-
-    def _add_shortcut(self, branch: torch.Tensor,
-                      shortcut: torch.Tensor) -> torch.Tensor:
-        """``shortcut + drop_path(branch)``, written into ``branch``'s buffer when
-        that is a fresh tensor of its own and of the same type (autograd would
-        have to copy around an in-place update of a view; the residual stream
-        keeps its fp32 under autocast). Compiled graphs fuse the add anyway."""
-        branch = self.drop_path(branch)
-        if (not fast_paths_enabled() or branch.dtype != shortcut.dtype
-                or branch._is_view()):
-            return branch + shortcut
-        return branch.add_(shortcut)
-
     def token_mix(self, x: torch.Tensor) -> torch.Tensor:
-        """``x + drop_path(token mixing(x))``: ``(B, C, H, W)`` -> ``(B, H, W, C)``."""
-        shortcut = x.permute(0, 2, 3, 1)
-        y = x
+        """``(B, C, H, W)`` -> ``(B, C, H, W)``: local, then global mixing."""
         if hasattr(self, 'local_mix'):
-            y = self._activate(self.act, self.local_norm(y))
-            if hasattr(self, 'sparse_mlp') and self._global_norm_foldable():
-                # eval-mode BN after the depthwise conv is an affine map per
-                # channel: one conv with scaled weights and a bias, one pass less
-                bn, conv = self.global_norm, self.local_mix
-                scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
-                y = F.conv2d(y, conv.weight * scale.view(-1, 1, 1, 1),
-                             bn.bias - bn.running_mean * scale,
-                             padding=conv.padding, groups=conv.groups)
-                return self._mix_globally(self._activate(self.act, y), shortcut)
-            y = self.local_mix(y)
-        if not hasattr(self, 'sparse_mlp'):
-            return self._add_shortcut(y.permute(0, 2, 3, 1), shortcut)
-        y = self._activate(self.act, self.global_norm(y))
-        return self._mix_globally(y, shortcut)
+            x = self.local_mix(self.local_act(self.local_norm(x)))
+        if hasattr(self, 'sparse_mlp'):
+            x = self.global_act(self.global_norm(x)).permute(0, 2, 3, 1)
+            x = self.sparse_mlp(x).permute(0, 3, 1, 2)
+        return x
 
-    def _global_norm_foldable(self) -> bool:
-        bn = self.global_norm
-        return (isinstance(bn, nn.modules.batchnorm._BatchNorm)
-                and not bn.training and bn.running_var is not None and bn.affine
-                and fast_paths_enabled())
-
-    def _mix_globally(self, y: torch.Tensor, shortcut: torch.Tensor) -> torch.Tensor:
-        """sMLP on the normalised, activated map ``y`` ``(B, C, H, W)`` plus the
-        shortcut ``(B, H, W, C)``."""
-        y = y.permute(0, 2, 3, 1)
-        if self._drop_path_active():
-            return self._add_shortcut(self.sparse_mlp(y), shortcut)
-        # no drop path: sMLP accumulates onto the shortcut in its own buffer
-        return self.sparse_mlp(y, shortcut=shortcut)
-
-    def channel_mix(self, x: torch.Tensor, reuse_input: bool = False) -> torch.Tensor:
-        """``x + drop_path(MLP(LN(x)))`` on ``(B, H, W, C)``. ``reuse_input``: ``x``
-        is a temporary the caller gives up; without autograd the result is
-        written into its buffer."""
-        mlp = self.channel_mlp
-        # the MLP runs on (B*H*W, C) rows
-        hidden = mlp.norm(mlp.drop1(self._activate(mlp.act, mlp.fc1(
-            self.channel_norm(x).flatten(0, 2)))))
-        if (self._drop_path_active() or not fast_paths_enabled()
-                or mlp.fc2.bias is None
-                or not x.dtype == hidden.dtype == mlp.fc2.weight.dtype):
-            return self._add_shortcut(mlp.drop2(mlp.fc2(hidden)).view(x.shape), x)
-        # the output buffer starts as shortcut + fc2's bias and takes fc2's
-        # product in place: no separate bias copy and residual pass
-        rows = x.reshape(-1, x.shape[-1])
-        if reuse_input and not records_grad(x):
-            out = rows.add_(mlp.fc2.bias)
-        else:
-            out = torch.add(rows, mlp.fc2.bias)
-        out.addmm_(hidden, mlp.fc2.weight.t())
-        return mlp.drop2(out).view(x.shape)
+    def channel_mix(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, C, H, W)`` -> ``(B, C, H, W)``: the MLP over each token's channels."""
+        x = self.channel_mlp(self.channel_norm(x.permute(0, 2, 3, 1)))
+        return x.permute(0, 3, 1, 2)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.channel_mix(self.token_mix(x), reuse_input=True).permute(0, 3, 1, 2)
+        x = x + self.drop_path(self.token_mix(x))
+        return x + self.drop_path(self.channel_mix(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.with_cp and x.requires_grad:
             return cp.checkpoint(self._forward, x, use_reentrant=False)
         return self._forward(x)
+
+    def switch_to_deploy(self):
+        """Fold ``global_norm`` (an eval-mode BatchNorm, an affine map per channel)
+        into the depthwise conv before it: one pass less per block at inference.
+        Irreversible: call it on a trained model for inference or export."""
+        if self.deploy:
+            return
+        self.deploy = True
+        bn = getattr(self, 'global_norm', None)
+        if not (hasattr(self, 'local_mix') and isinstance(bn, _BatchNorm)
+                and bn.track_running_stats and bn.affine):
+            return
+        conv = self.local_mix
+        with torch.no_grad():
+            scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
+            fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size,
+                              padding=conv.padding, groups=conv.groups, bias=True)
+            fused.to(conv.weight)
+            fused.weight.copy_(conv.weight * scale.view(-1, 1, 1, 1))
+            fused.bias.copy_(bn.bias - bn.running_mean * scale)
+        self.local_mix = fused
+        self.global_norm = nn.Identity()
 
 
 class SMLPStage(BaseModule):
@@ -279,10 +194,8 @@ class SMLPStage(BaseModule):
                  drop_path_rates: Sequence[float], block_cfg: dict,
                  init_cfg=None):
         super().__init__(init_cfg=init_cfg)
-        # pads bottom/right to even sizes, as Swin's patch embedding does
-        self.downsample = PatchEmbed(
-            in_channels, channels, kernel_size=2, stride=2, padding='corner',
-            bias=False) if downsample else None
+        self.downsample = PatchEmbed(in_channels, channels, 2, bias=False) \
+            if downsample else None
         self.blocks = ModuleList([
             SMLPBlock(channels, grid_size, drop_path_rate=dpr, **block_cfg)
             for dpr in drop_path_rates[:depth]
@@ -290,18 +203,10 @@ class SMLPStage(BaseModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.downsample is not None:
-            x = _tokens_to_map(*self.downsample(x))
+            x = self.downsample(x)
         for block in self.blocks:
             x = block(x)
         return x
-
-
-def _tokens_to_map(tokens: torch.Tensor, hw: Tuple[int, int]) -> torch.Tensor:
-    """``(B, H*W, C)`` tokens from mmcv's PatchEmbed -> ``(B, C, H, W)`` map in
-    channels-last memory (a view when the tokens are contiguous)."""
-    b, _, c = tokens.shape
-    return tokens.reshape(b, hw[0], hw[1], c).permute(0, 3, 1, 2).contiguous(
-        memory_format=torch.channels_last)
 
 
 @MODELS.register_module()
@@ -342,10 +247,8 @@ class SMLPNet(MLPBackboneMixin, BaseModule):
             hold only the last stage's norm (the paper's final BatchNorm), so
             ``out_norm=(3, )`` fine-tunes without new, untrained norms.
             Defaults to True.
-        interpolate_mode (str): ``F.interpolate`` mode for resizing the axial
-            weights. Defaults to ``'bilinear'``.
-        resize_cache_size (int): resized axial weights cached per mixing at
-            inference (bounded, cleared when the weights change). Defaults to 8.
+        interpolate_mode (str): ``F.interpolate`` mode of the resampling that
+            applies the axial weights to another grid. Defaults to ``'bilinear'``.
         frozen_stages (int): -1 freezes nothing; k >= 0 freezes the stem, stages
             0..k and their output norms (mmpretrain's Swin semantics); they stay
             frozen after ``train()``. Defaults to -1.
@@ -395,7 +298,6 @@ class SMLPNet(MLPBackboneMixin, BaseModule):
                  act_cfg: dict = dict(type='GELU'),
                  out_norm: Union[bool, Sequence[int]] = True,
                  interpolate_mode: str = 'bilinear',
-                 resize_cache_size: int = 8,
                  frozen_stages: int = -1,
                  norm_eval: bool = False,
                  with_cp: bool = False,
@@ -435,11 +337,9 @@ class SMLPNet(MLPBackboneMixin, BaseModule):
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
 
-        self.patch_embed = PatchEmbed(
-            in_channels, self.embed_dims, kernel_size=self.patch_size,
-            stride=self.patch_size, padding='corner', bias=False,
-            input_size=self.img_size)
-        grid = self.patch_embed.init_out_size  # (56, 56) at 224
+        self.patch_embed = PatchEmbed(in_channels, self.embed_dims, self.patch_size,
+                                      bias=False)
+        grid = tuple(math.ceil(s / self.patch_size) for s in self.img_size)  # 56, 56
 
         smlp_stages = range(self.num_stages) if smlp_stages is None else \
             resolve_indices('SMLPNet', list(smlp_stages), self.num_stages,
@@ -454,7 +354,7 @@ class SMLPNet(MLPBackboneMixin, BaseModule):
         block_cfg = dict(local_mix=local_mix, smlp_cfg=smlp_cfg,
             mlp_ratio=self.mlp_ratio, norm_cfg=norm_cfg,
             channel_norm_cfg=channel_norm_cfg, act_cfg=act_cfg,
-            interpolate_mode=interpolate_mode, cache_size=resize_cache_size,
+            interpolate_mode=interpolate_mode,
             with_cp=with_cp)
         self.stages = ModuleList()
         self.num_features = []
@@ -484,21 +384,15 @@ class SMLPNet(MLPBackboneMixin, BaseModule):
                 if i in normed else nn.Identity()
             self.add_module(f'norm{i}', norm)
 
-        # the feature maps are channels-last: convolution weights in the same
-        # layout spare a reorder copy per call (loading and in-place
-        # initialisation keep the layout)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                m.weight.data = m.weight.data.contiguous(
-                    memory_format=torch.channels_last)
-        self._register_load_state_dict_pre_hook(self._check_checkpoint_shapes)
+        register_load_state_dict_pre_hook(self, self._check_checkpoint_shapes)
         self._freeze_stages()
 
     def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
         """Checked input ``(B, in_channels, H, W)`` -> the patch-embedded map
         ``(B, C, ceil(H/4), ceil(W/4))`` (channels-last memory) that stage 0 reads."""
         self._check_input(x)
-        return _tokens_to_map(*self.patch_embed(x))
+        # the blocks' (B, H, W, C) views are free in channels-last memory
+        return self.patch_embed(x).contiguous(memory_format=torch.channels_last)
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         x = self.forward_stem(x)
@@ -509,6 +403,13 @@ class SMLPNet(MLPBackboneMixin, BaseModule):
                 out = getattr(self, f'norm{i}')(x)
                 outs.append(out.contiguous())
         return tuple(outs)
+
+    def switch_to_deploy(self):
+        """Re-parameterise every block for inference (see
+        :meth:`SMLPBlock.switch_to_deploy`); outputs stay equal to eval mode."""
+        for m in self.modules():
+            if isinstance(m, SMLPBlock):
+                m.switch_to_deploy()
 
     def _freeze_stages(self):
         if self.frozen_stages >= 0:

@@ -1,8 +1,10 @@
+from .patch_embed import PatchEmbed, pad_to_multiple
 from .simple_pyramid import LayerNorm2d, SimplePyramid, build_norm_2d
-from .token_mixing import (TokenMixing, interpolation_matrix, mix_tokens,
+from .token_mixing import (TokenMixing, interpolation_matrix, mix_grid, mix_tokens,
                            resize_token_mixing)
 
 __all__ = [
-    'TokenMixing', 'interpolation_matrix', 'mix_tokens', 'resize_token_mixing',
-    'SimplePyramid', 'LayerNorm2d', 'build_norm_2d'
+    'TokenMixing', 'interpolation_matrix', 'mix_grid', 'mix_tokens',
+    'resize_token_mixing', 'PatchEmbed', 'pad_to_multiple', 'SimplePyramid',
+    'LayerNorm2d', 'build_norm_2d'
 ]

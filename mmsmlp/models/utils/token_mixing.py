@@ -2,12 +2,13 @@
 
 This is the one home of the token-mixing weights of every backbone in mmsmlp:
 sMLPNet's two axial mixings (a 1-D grid each) and ResMLP's patch mixing (a 2-D grid).
-The weights belong to a *reference* grid (the training resolution) and are resized to
-the token grid of the current input.
+The weights belong to a *reference* grid (the training resolution) and mix the tokens
+of any other grid through it.
 
 Resizing rule
 -------------
-A mixing ``y = W x + b`` over a grid of ``N`` tokens is resized to ``n`` tokens as::
+A mixing ``y = W x + b`` over a grid of ``N`` tokens acts on a grid of ``n`` tokens as
+the mixing::
 
     W' = D @ W @ U        b' = D @ b
 
@@ -19,20 +20,30 @@ that sum to one (interpolation weights), so
 
 * a constant signal is mixed exactly as at the reference size: ``W' 1 = D (W 1)``;
   the mixing keeps its magnitude however far the grid grows or shrinks;
-* at the reference size ``D`` and ``U`` are identities and the stored tensors are
-  returned as they are (bit for bit);
-* gradients flow to the stored weights through two small matmuls.
+* at the reference size the stored tensors are used as they are;
+* gradients flow to the stored weights.
 
 On a grid of several axes (ResMLP's H x W patches) the rule is applied per axis,
 i.e. ``D`` and ``U`` are Kronecker products of the per-axis matrices.
+
+A forward pass applies the rule in that order, ``D (W (U x) + b)``, as three
+products along the token axis: never more work than the reference mixing plus two
+interpolations, however large the grid (a resized ``n x n`` matrix would cost
+``n**2`` per token column, and ``(h*w)**2`` entries for ResMLP), nothing that can go
+stale when the weights change, and no size baked into a traced or exported graph.
+:meth:`TokenMixing.resized` gives ``W'`` and ``b'`` themselves (for analysis), and
+checkpoints of another grid are resized with them on load.
 """
 import math
-from collections import OrderedDict
-from typing import Optional, Sequence, Tuple
+import warnings
+from typing import Optional, Sequence, Tuple, Union
 
 import torch
+import torch.fx
 import torch.nn as nn
 import torch.nn.functional as F
+
+from mmsmlp.utils.compat import register_load_state_dict_pre_hook
 
 INTERPOLATE_MODES = ('nearest', 'nearest-exact', 'bilinear', 'bicubic', 'area')
 
@@ -44,21 +55,18 @@ def _check_mode(mode: str) -> str:
     return mode
 
 
-def interpolation_matrix(src: int,
-                         dst: int,
-                         mode: str = 'bilinear',
-                         device=None,
+def interpolation_matrix(src, dst, mode: str = 'bilinear', device=None,
                          dtype=None) -> torch.Tensor:
     """The ``(dst, src)`` matrix ``M`` with ``M @ v == interpolate(v, dst)``.
 
     Built by interpolating the columns of an identity with ``F.interpolate`` so that
-    every mode of ``F.interpolate`` (and its exact sampling positions) is available.
+    every mode of ``F.interpolate`` (and its exact sampling positions) is available;
+    ``src == dst`` gives the identity exactly. The sizes may be symbolic (traced).
     """
-    if src == dst:
-        return torch.eye(src, device=device, dtype=dtype)
-    eye = torch.eye(src, device=device, dtype=dtype).view(src, 1, src, 1)
+    ids = torch.arange(src, device=device)
+    eye = (ids.view(-1, 1) == ids).to(dtype or torch.get_default_dtype())
     kwargs = dict(align_corners=False) if mode in ('bilinear', 'bicubic') else {}
-    cols = F.interpolate(eye, size=(dst, 1), mode=mode, **kwargs)  # (src, 1, dst, 1)
+    cols = F.interpolate(eye.view(src, 1, src, 1), size=(dst, 1), mode=mode, **kwargs)
     return cols.view(src, dst).t()
 
 
@@ -76,7 +84,8 @@ def resize_token_mixing(weight: torch.Tensor,
         mode (str): an ``F.interpolate`` mode. See the module docstring for the rule.
 
     Returns:
-        tuple: weight ``(prod(dst_grid), prod(dst_grid))`` and bias ``(prod(dst_grid),)``.
+        tuple: weight ``(prod(dst_grid), prod(dst_grid))`` and bias ``(prod(dst_grid),)``;
+        the given tensors themselves when the grids are equal.
     """
     src_grid, dst_grid = tuple(src_grid), tuple(dst_grid)
     if src_grid == dst_grid:
@@ -92,7 +101,8 @@ def resize_token_mixing(weight: torch.Tensor,
         up = interpolation_matrix(d, s, mode, **kw)  # (s, d): new grid to the reference
         # output axis: W <- D W ; input axis: W <- W U
         w = torch.movedim(torch.tensordot(down, w, dims=([1], [axis])), 0, axis)
-        w = torch.movedim(torch.tensordot(w, up, dims=([k + axis], [0])), -1, k + axis)
+        w = torch.movedim(torch.tensordot(w, up, dims=([k + axis], [0])),
+                          w.dim() - 1, k + axis)
         if b is not None:
             b = torch.movedim(torch.tensordot(down, b, dims=([1], [axis])), 0, axis)
     n = math.prod(dst_grid)
@@ -100,29 +110,63 @@ def resize_token_mixing(weight: torch.Tensor,
 
 
 def mix_tokens(x: torch.Tensor, weight: torch.Tensor,
-               bias: Optional[torch.Tensor], dim: int,
-               out: Optional[torch.Tensor] = None) -> torch.Tensor:
+               bias: Optional[torch.Tensor], dim: int) -> torch.Tensor:
     """Apply ``y = W x + b`` along dimension ``dim`` of ``x`` (any layout).
 
-    ``x`` is viewed as ``(P, n, Q)`` around ``dim`` and multiplied with ``bmm`` over
-    an expanded (stride-0) weight: no permute copies for contiguous ``x``, and
-    mmengine's FlopAnalyzer counts ``bmm`` exactly (its ``matmul`` handler
-    under-counts a broadcast ``(n, n) @ (..., n, Q)`` product). ``out`` (a
-    contiguous tensor of ``x``'s shape, optional) receives ``W x`` when there is
-    no bias.
+    ``W`` is ``(m, n)`` for ``n`` tokens along ``dim`` (``m`` may differ: an
+    interpolation). ``x`` is viewed as ``(P, n, Q)`` around ``dim`` and multiplied
+    with ``bmm`` over an expanded (stride-0) weight: no permute copies for a
+    contiguous ``x``, and mmengine's FlopAnalyzer counts ``bmm`` exactly (its
+    ``matmul`` handler under-counts a broadcast ``(m, n) @ (..., n, Q)`` product).
     """
     dim = dim % x.dim()
-    n = x.shape[dim]
-    lead = math.prod(x.shape[:dim])
-    xv = x.reshape(lead, n, -1)
-    if out is not None:
-        if bias is not None:
-            raise ValueError('mix_tokens: out= is only supported without a bias')
-        out = out.view(lead, n, -1)
-    out = torch.bmm(weight.to(xv.dtype).expand(lead, n, n), xv, out=out)
+    lead = x.shape[:dim]
+    xv = x.reshape(-1, x.shape[dim], math.prod(x.shape[dim + 1:]))
+    out = torch.bmm(weight.to(xv.dtype).expand(xv.shape[0], -1, -1), xv)
     if bias is not None:
-        out = out + bias.to(out.dtype).view(1, n, 1)
-    return out.view(x.shape)
+        out = out + bias.to(out.dtype).view(1, -1, 1)
+    return out.view(*lead, weight.shape[0], *x.shape[dim + 1:])
+
+
+def _is_reference(grid, reference: Tuple[int, ...]) -> bool:
+    """Whether ``grid`` is the reference grid, where the stored weights apply as
+    they are. An ONNX export always takes the general path (exact at the reference
+    size too), so that its graph holds no size; dynamo (torch.compile with dynamic
+    shapes, torch.export) sees symbolic sizes here and does the same. A plain
+    ``torch.jit.trace`` (mmengine's FlopAnalyzer) records one size anyway."""
+    if torch.onnx.is_in_onnx_export():
+        return False
+    if torch.jit.is_tracing():  # the sizes are traced 0-dim tensors
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore', torch.jit.TracerWarning)
+            return tuple(int(g) for g in grid) == reference
+    return all(type(g) is int for g in grid) and tuple(grid) == reference
+
+
+@torch.fx.wrap
+def mix_grid(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
+             dim: int, reference: Tuple[int, ...], mode: str) -> torch.Tensor:
+    """Mix the tokens on the grid spanned by ``len(reference)`` consecutive axes of
+    ``x`` from ``dim`` on: ``D (W (U x) + b)`` along those axes (the module
+    docstring's rule), ``W x + b`` at the reference grid.
+
+    A leaf for ``torch.fx`` (it reads the grid off ``x.shape``).
+    """
+    dims = range(dim, dim + len(reference))
+    grid = tuple(x.shape[d] for d in dims)
+    if _is_reference(grid, reference):
+        if len(reference) == 1:
+            return mix_tokens(x, weight, bias, dim)
+        return mix_tokens(x.flatten(dims[0], dims[-1]), weight, bias, dim).view(x.shape)
+    kw = dict(device=x.device, dtype=weight.dtype)
+    # resample onto the reference grid, one axis at a time (U is separable)
+    for d, size, ref in zip(dims, grid, reference):
+        x = mix_tokens(x, interpolation_matrix(size, ref, mode, **kw), None, d)
+    x = mix_tokens(x.flatten(dims[0], dims[-1]), weight, bias, dim)
+    x = x.unflatten(dim, reference)
+    for d, size, ref in zip(dims, grid, reference):
+        x = mix_tokens(x, interpolation_matrix(ref, size, mode, **kw), None, d)
+    return x
 
 
 class TokenMixing(nn.Module):
@@ -130,39 +174,41 @@ class TokenMixing(nn.Module):
 
     Args:
         grid_size (int | Sequence[int]): reference token grid, e.g. ``56`` for an
-            axial mixing or ``(14, 14)`` for ResMLP's patch mixing; ``N`` is its product.
+            axial mixing or ``(14, 14)`` for ResMLP's patch mixing; ``N`` is its
+            product.
         bias (bool): learn a bias per output token. Defaults to True.
-        interpolate_mode (str): ``F.interpolate`` mode used to resize the weights to
-            another grid (see the module docstring). Defaults to ``'bilinear'``.
-        cache_size (int): resized weights kept per module for inference (no grad);
-            least recently used sizes are dropped. 0 disables the cache. Defaults to 8.
+        interpolate_mode (str): ``F.interpolate`` mode of the resampling between
+            grids (see the module docstring). Defaults to ``'bilinear'``.
 
     Shapes:
-        ``forward(x, dim)``: ``x`` has ``prod(grid)`` tokens along ``dim``; the grid is
-        given by ``grid`` (defaults to the reference grid). The output has ``x``'s shape.
+        ``forward(x, dim)``: the axes ``dim .. dim + len(grid_size) - 1`` of ``x``
+        are the token grid (any sizes); the output has ``x``'s shape.
+
+    A grid of several axes is saved with the state dict (buffer
+    ``reference_grid``), so that a checkpoint is resized from the grid it was
+    trained on, not guessed from its token count (14 x 14 and 28 x 7 both have 196
+    tokens); a checkpoint without it (converted from elsewhere) is read as a square
+    grid.
     """
 
     def __init__(self,
-                 grid_size,
+                 grid_size: Union[int, Sequence[int]],
                  bias: bool = True,
-                 interpolate_mode: str = 'bilinear',
-                 cache_size: int = 8):
+                 interpolate_mode: str = 'bilinear'):
         super().__init__()
-        self.grid_size = tuple(grid_size) if isinstance(grid_size, Sequence) \
-            else (int(grid_size), )
-        if any(int(g) < 1 for g in self.grid_size):
-            raise ValueError(f'grid_size={grid_size} must be positive')
+        grid = tuple(grid_size) if isinstance(grid_size, Sequence) else (grid_size, )
+        if not grid or not all(type(g) is int and g >= 1 for g in grid):
+            raise ValueError(f'TokenMixing: grid_size={grid_size!r} must be a '
+                             'positive int or a sequence of positive ints')
+        self.grid_size = grid
         self.interpolate_mode = _check_mode(interpolate_mode)
-        if int(cache_size) < 0:
-            raise ValueError(f'cache_size={cache_size} must be >= 0')
-        self.cache_size = int(cache_size)
         n = math.prod(self.grid_size)
         self.weight = nn.Parameter(torch.empty(n, n))
         self.bias = nn.Parameter(torch.empty(n)) if bias else None
-        self._cache: 'OrderedDict[tuple, tuple]' = OrderedDict()
-        self._cache_stamp = None
+        if len(grid) > 1:
+            self.register_buffer('reference_grid', torch.tensor(grid))
         self.reset_parameters()
-        self._register_load_state_dict_pre_hook(self._resize_on_load)
+        register_load_state_dict_pre_hook(self, self._resize_on_load)
 
     def reset_parameters(self):
         # same default as nn.Linear / the official Conv2d(N, N, 1)
@@ -170,90 +216,68 @@ class TokenMixing(nn.Module):
         if self.bias is not None:
             bound = 1 / math.sqrt(self.weight.shape[1])
             nn.init.uniform_(self.bias, -bound, bound)
-        self.clear_cache()
 
     def extra_repr(self) -> str:
         return (f'grid_size={self.grid_size}, bias={self.bias is not None}, '
                 f'interpolate_mode={self.interpolate_mode!r}')
 
-    # ------------------------------------------------------------------ resizing
-    def clear_cache(self):
-        self._cache.clear()
-        self._cache_stamp = None
+    def forward(self, x: torch.Tensor, dim: int) -> torch.Tensor:
+        """Mix the tokens of the grid at axes ``dim, dim + 1, ...`` of ``x``."""
+        return mix_grid(x, self.weight, self.bias, dim, self.grid_size,
+                        self.interpolate_mode)
 
-    def _stamp(self):
-        # changes whenever the parameters are updated in place (optimizer step,
-        # load_state_dict) or replaced (.to(), .half()).
-        ts = [self.weight] + ([self.bias] if self.bias is not None else [])
-        return tuple((t._version, t.data_ptr(), t.dtype, t.device) for t in ts)
-
-    def resized(self, grid: Optional[Sequence[int]] = None) -> Tuple:
-        """Weight and bias for token grid ``grid`` (the stored ones at the reference)."""
-        grid = self.grid_size if grid is None else tuple(int(g) for g in grid)
-        if grid == self.grid_size:
-            return self.weight, self.bias
+    def resized(self, grid: Sequence[int]) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """``W'`` and ``b'`` for token grid ``grid`` (the stored tensors at the
+        reference); gradients reach the stored ones."""
+        grid = tuple(grid)
         if len(grid) != len(self.grid_size):
             raise ValueError(f'grid {grid} has {len(grid)} axes; this mixing was '
                              f'built for {len(self.grid_size)}: {self.grid_size}')
-        use_cache = (self.cache_size > 0 and not torch.is_grad_enabled()
-                     and not torch.compiler.is_compiling())
-        if use_cache:
-            stamp = self._stamp()
-            if stamp != self._cache_stamp:
-                self._cache.clear()
-                self._cache_stamp = stamp
-            hit = self._cache.get(grid)
-            if hit is not None:
-                self._cache.move_to_end(grid)
-                return hit
-        # resize in the parameters' precision even under autocast
-        with torch.autocast(self.weight.device.type, enabled=False):
-            out = resize_token_mixing(self.weight, self.bias, self.grid_size, grid,
-                                      self.interpolate_mode)
-        if use_cache:
-            self._cache[grid] = out
-            while len(self._cache) > self.cache_size:
-                self._cache.popitem(last=False)
-        return out
-
-    def forward(self, x: torch.Tensor, dim: int,
-                grid: Optional[Sequence[int]] = None) -> torch.Tensor:
-        weight, bias = self.resized(grid)
-        if x.shape[dim] != weight.shape[0]:
-            raise ValueError(f'{x.shape[dim]} tokens along dim {dim} of input '
-                             f'{tuple(x.shape)} do not match the grid {grid}')
-        return mix_tokens(x, weight, bias, dim)
+        return resize_token_mixing(self.weight, self.bias, self.grid_size, grid,
+                                   self.interpolate_mode)
 
     # ------------------------------------------------------- checkpoint loading
-    def _source_grid(self, numel: int):
-        """Token grid of a checkpoint weight with ``numel`` rows (same aspect)."""
+    def _source_grid(self, key: str, numel: int, saved) -> Tuple[int, ...]:
+        """The token grid of a checkpoint weight with ``numel`` rows: the saved
+        grid, else (1-D) its size, else (no grid saved: a checkpoint converted
+        from elsewhere) the square grid of that size."""
         if len(self.grid_size) == 1:
             return (numel, )
-        # several axes: keep the reference aspect ratio, e.g. 14x14 -> 24x24
-        ref = math.prod(self.grid_size)
-        scale = (numel / ref)**(1 / len(self.grid_size))
-        grid = tuple(int(round(g * scale)) for g in self.grid_size)
-        return grid if math.prod(grid) == numel else None
+        if saved is not None:
+            grid = tuple(int(g) for g in torch.as_tensor(saved).flatten())
+            if len(grid) != len(self.grid_size) or math.prod(grid) != numel:
+                raise ValueError(f'checkpoint key {key!r} says the token grid is '
+                                 f'{grid}, which does not fit its {numel} tokens or '
+                                 f'the {len(self.grid_size)} axes of {self.grid_size}')
+            return grid
+        side = round(numel**(1 / len(self.grid_size)))
+        if side**len(self.grid_size) != numel:
+            raise ValueError(
+                f'checkpoint key {key!r} mixes {numel} tokens and does not say on '
+                f'which grid; without a saved grid only square grids are accepted '
+                f'({numel} is not a power of {len(self.grid_size)}). Model grid: '
+                f'{self.grid_size}')
+        return (side, ) * len(self.grid_size)
 
-    def _resize_on_load(self, state_dict, prefix, *args, **kwargs):
-        wkey, bkey = prefix + 'weight', prefix + 'bias'
+    def _resize_on_load(self, state_dict, prefix, *args):
+        wkey, bkey, gkey = prefix + 'weight', prefix + 'bias', prefix + 'reference_grid'
         if wkey not in state_dict:
             return
-        self.clear_cache()
         w = state_dict[wkey]
-        if w.shape == self.weight.shape:
-            return
-        src = self._source_grid(w.shape[0]) if w.dim() == 2 else None
-        if (w.dim() != 2 or w.shape[0] != w.shape[1] or src is None):
+        if w.dim() != 2 or w.shape[0] != w.shape[1]:
             raise ValueError(
                 f'checkpoint key {wkey!r} has shape {tuple(w.shape)}, which cannot be '
                 f'resized to the model shape {tuple(self.weight.shape)} (grid '
-                f'{self.grid_size}); a token-mixing weight must be a square matrix '
-                'over the tokens of a grid with the same aspect ratio')
+                f'{self.grid_size}); a token-mixing weight must be a square matrix')
+        src = self._source_grid(gkey, w.shape[0], state_dict.get(gkey))
+        if len(self.grid_size) > 1:  # the weights are loaded for this grid
+            state_dict[gkey] = torch.tensor(self.grid_size)
         b = state_dict.get(bkey)
         if b is not None and tuple(b.shape) != (w.shape[0], ):
             raise ValueError(f'checkpoint key {bkey!r} has shape {tuple(b.shape)}; '
                              f'expected ({w.shape[0]},) to match {wkey!r}')
+        if src == self.grid_size:
+            return
         with torch.no_grad():
             nw, nb = resize_token_mixing(w.float(), None if b is None else b.float(),
                                          src, self.grid_size, self.interpolate_mode)

@@ -120,8 +120,8 @@ def test_pyramid_from_one_block_per_level():
     x = torch.randn(1, 3, 64, 96)
     with torch.no_grad():
         outs = model(x)
-        t, (h, w) = model.patch_embed(x)
-        t = model.blocks[0](t.reshape(1, h, w, 16))
+        t = model.patch_embed(x).permute(0, 2, 3, 1)
+        t = model.blocks[0](t)
         level0 = model.pyramid.levels['0'](t.permute(0, 3, 1, 2))
         t = model.norm(model.blocks[2](model.blocks[1](t)))
         level2 = model.pyramid.levels['2'](t.permute(0, 3, 1, 2))
@@ -181,8 +181,10 @@ def test_params_and_flops(arch):
     total = analyzer.total() / 1e9
     assert abs(total - gflops) < 0.01
     assert abs(total - paper_gflops) < 0.1
+    # the corner padding and the arithmetic on the traced size that computes it
     assert set(analyzer.unsupported_ops()) <= {
-        'aten::add', 'aten::mul', 'aten::gelu', 'aten::tensor_split'}
+        'aten::add', 'aten::mul', 'aten::gelu', 'aten::tensor_split', 'aten::pad',
+        'aten::neg'}
 
 
 # --------------------------------------------------------------------- switches

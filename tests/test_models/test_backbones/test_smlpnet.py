@@ -6,7 +6,7 @@ from mmengine.runner import load_checkpoint, save_checkpoint
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmsmlp.models import SMLPNet
-from mmsmlp.models.utils import TokenMixing, resize_token_mixing
+from mmsmlp.models.utils import resize_token_mixing
 
 SMALL = dict(embed_dims=16, depths=[1, 1, 2, 1], mlp_ratio=2)
 
@@ -44,23 +44,23 @@ def test_tiny_preset_channels_and_grids():
     assert rect.stages[0].blocks[0].sparse_mlp.mix_width.grid_size == (48, )
 
 
-def test_reference_size_uses_stored_weights_bit_for_bit():
+def test_reference_size_uses_stored_weights_bit_for_bit(monkeypatch):
+    """At the reference size no resampling happens: each axial mixing is exactly
+    ``W x + b`` with the stored tensors."""
+    from mmsmlp.models.utils import token_mixing
     model = SMLPNet(arch=SMALL).eval()
-    seen = []
-    orig = TokenMixing.resized
-
-    def spy(self, grid=None):
-        out = orig(self, grid)
-        seen.append(out[0] is self.weight and out[1] is self.bias)
-        return out
-
-    TokenMixing.resized = spy
-    try:
-        with torch.no_grad():
-            model(torch.randn(1, 3, 224, 224))
-    finally:
-        TokenMixing.resized = orig
-    assert len(seen) == 2 * sum(SMALL['depths']) and all(seen)
+    calls = []
+    orig = token_mixing.interpolation_matrix
+    monkeypatch.setattr(token_mixing, 'interpolation_matrix',
+                        lambda *a, **k: calls.append(a) or orig(*a, **k))
+    mix = model.stages[0].blocks[0].sparse_mlp.mix_width
+    t = torch.randn(2, 56, 56, 16)
+    with torch.no_grad():
+        model(torch.randn(1, 3, 224, 224))
+        got = mix(t, dim=2)
+    assert calls == []
+    want = (mix.weight @ t.reshape(112, 56, 16) + mix.bias.view(56, 1)).view(t.shape)
+    assert torch.equal(got, want)
 
 
 def test_gradients_reach_axial_weights_at_other_sizes():

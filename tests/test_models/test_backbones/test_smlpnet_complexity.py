@@ -36,8 +36,10 @@ def test_params_and_flops_match_the_paper(arch):
     analyzer.unsupported_ops_warnings(False)
     analyzer.uncalled_modules_warnings(False)
     assert abs(analyzer.total() / 1e9 - gflops) < 0.02
-    # every product is seen: only element-wise ops are left uncounted
-    assert set(analyzer.unsupported_ops()) <= {'aten::add', 'aten::gelu', 'aten::mul'}
+    # every product is seen: only element-wise ops, the corner padding (a copy)
+    # and the arithmetic on the traced input size that computes it are left
+    assert set(analyzer.unsupported_ops()) <= {'aten::add', 'aten::gelu', 'aten::mul',
+                                               'aten::pad', 'aten::neg'}
 
 
 def test_axial_mixing_flops_are_counted_in_full():
