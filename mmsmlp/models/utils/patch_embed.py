@@ -12,7 +12,11 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
     ``multiple``, as mmcv's ``AdaptivePadding(padding='corner')`` does for a
     kernel equal to its stride; a no-op for multiples. Written without a branch on
     the size, so a traced or exported graph pads every input size correctly."""
-    return F.pad(x, (0, (-x.shape[3]) % multiple, 0, (-x.shape[2]) % multiple))
+    h, w = x.shape[2], x.shape[3]
+    # ceil(n / m) * m - n by floor division: symbolic sizes compile to it (not
+    # to a modulo, which inductor cannot yet generate for symbolic sizes)
+    return F.pad(x, (0, (w + multiple - 1) // multiple * multiple - w,
+                     0, (h + multiple - 1) // multiple * multiple - h))
 
 
 class PatchEmbed(nn.Module):

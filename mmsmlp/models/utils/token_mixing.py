@@ -140,7 +140,7 @@ def _is_reference(grid, reference: Tuple[int, ...]) -> bool:
         with warnings.catch_warnings():
             warnings.simplefilter('ignore', torch.jit.TracerWarning)
             return tuple(int(g) for g in grid) == reference
-    return all(type(g) is int for g in grid) and tuple(grid) == reference
+    return all(isinstance(g, int) for g in grid) and tuple(grid) == reference
 
 
 @torch.fx.wrap
@@ -152,19 +152,18 @@ def mix_grid(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]
 
     A leaf for ``torch.fx`` (it reads the grid off ``x.shape``).
     """
-    dims = range(dim, dim + len(reference))
-    grid = tuple(x.shape[d] for d in dims)
+    last = dim + len(reference) - 1
+    grid = tuple(x.shape[dim:last + 1])
     if _is_reference(grid, reference):
         if len(reference) == 1:
             return mix_tokens(x, weight, bias, dim)
-        return mix_tokens(x.flatten(dims[0], dims[-1]), weight, bias, dim).view(x.shape)
+        return mix_tokens(x.flatten(dim, last), weight, bias, dim).view(x.shape)
     kw = dict(device=x.device, dtype=weight.dtype)
     # resample onto the reference grid, one axis at a time (U is separable)
-    for d, size, ref in zip(dims, grid, reference):
+    for d, (size, ref) in enumerate(zip(grid, reference), dim):
         x = mix_tokens(x, interpolation_matrix(size, ref, mode, **kw), None, d)
-    x = mix_tokens(x.flatten(dims[0], dims[-1]), weight, bias, dim)
-    x = x.unflatten(dim, reference)
-    for d, size, ref in zip(dims, grid, reference):
+    x = mix_tokens(x.flatten(dim, last), weight, bias, dim).unflatten(dim, reference)
+    for d, (size, ref) in enumerate(zip(grid, reference), dim):
         x = mix_tokens(x, interpolation_matrix(ref, size, mode, **kw), None, d)
     return x
 
