@@ -76,23 +76,3 @@ def test_modelindex_loads_the_index():
     names = {m.name for m in index.models}
     assert 'smlpnet-t_8xb128_in1k' in names
     assert len(names) == len(all_models())
-
-
-def test_mim_search_lists_the_models():
-    res = subprocess.run([sys.executable, '-m', 'mim', 'search', 'mmsmlp'],
-                         capture_output=True, text=True, timeout=300, cwd=ROOT)
-    assert res.returncode == 0, res.stderr[-2000:]
-    for name in ('smlpnet-t_8xb128_in1k', 'mask-rcnn_smlpnet-t_fpn_1x_coco'):
-        assert name in res.stdout
-
-
-def test_configs_inherit_through_the_mmsmlp_scope(tmp_path):
-    from mmengine.config import Config
-
-    import mmsmlp  # noqa: F401  (lets mmengine resolve the mmsmlp:: scope)
-    cfg = tmp_path / 'mine.py'
-    cfg.write_text("_base_ = 'mmsmlp::smlpnet/smlpnet-t_8xb128_in1k.py'\n"
-                   "model = dict(backbone=dict(drop_path_rate=0.1))\n")
-    loaded = Config.fromfile(str(cfg))
-    assert loaded.model.backbone.type == 'SMLPNet'
-    assert loaded.model.backbone.drop_path_rate == 0.1
