@@ -1,140 +1,237 @@
-"""Throughput and peak memory of backbones and classifiers, side by side in one run.
+"""Throughput and peak memory of models side by side, in one process.
 
-Every model runs with the same batch, input size, precision, memory format and
-``torch.compile`` setting; iterations are interleaved across the models (one timed
-iteration of each model in turn) so that a change of machine load affects all of
-them alike. Reported: images/s from the median iteration time, the spread
-(25th-75th percentile of images/s), the speed-up of the first model over each
-other one (ratio of the medians, and the median of the per-round ratios) and the
-peak memory of one extra, untimed iteration (CUDA: ``max_memory_allocated``; CPU:
-growth of the resident set size, sampled by a thread that would disturb timing).
+Every model runs with the same batch, input size, precision and memory format.
+After one untimed first call (its time reported: for a compiled model, the
+compilation) and ``--warmup`` more iterations, the timed iterations are
+interleaved: each round times one iteration of every model in turn, so that a
+change of the machine's load affects all of them alike. Reported per model:
+images/s from the median iteration time, the spread (25th-75th percentile of
+images/s) and the peak memory of one extra, untimed iteration (CUDA:
+``max_memory_allocated``; CPU: growth of the resident set size, sampled by a
+thread that would disturb the timing). Reported per pair: the speed-up as the
+ratio of the medians and as the median (25th-75th percentile) of the per-round
+ratios, which a drift of the machine's speed during the run affects less.
 
-Models (``--models``), any mix of:
+Modes: ``infer`` (eval, ``torch.inference_mode``) with batch 4 and ``train``
+(forward + backward + an AdamW step through mmengine's ``OptimWrapper``, as the
+Runner does it) with batch 2, unless ``--batch`` is given.
 
-* ``smlpnet-t``, ``smlpnet-t*``, ``smlpnet-s``, ``smlpnet-b``: mmsmlp's SMLPNet
-  (classifier with ``--task cls``, backbone with ``--task backbone``);
-* ``official-smlpnet-t`` (etc.): the straightforward formulation with the official
-  module structure (:class:`mmsmlp.testing.OfficialSMLPNet`, classifier, square
-  inputs of the training size only);
+Models (``--models``, any mix; the first is compared with each other one):
+
+* ``smlpnet-<arch>`` (``t``, ``t*``, ``s``, ``b`` or the full preset names):
+  mmsmlp's sMLPNet, classifier (``--task cls``) or backbone (``--task backbone``),
+  with its weights for 224 (resampled to other sizes, as when fine-tuned for
+  detection);
+* ``official-smlpnet-<arch>``: :class:`mmsmlp.testing.OfficialSMLPNet`, the
+  official module structure (classifier; square inputs, built for ``--size``);
 * a config file: its ``model.backbone`` (``--task backbone``) or ``model``
-  (``--task cls``, mmpretrain configs);
-* any timm model name, e.g. ``swin_tiny_patch4_window7_224``, ``convnext_tiny``,
-  ``resnet50``, ``resmlp_24_224`` (random weights; ``features_only`` for
-  ``--task backbone``).
+  (``--task cls``);
+* any timm model name (random weights; ``features_only`` for ``--task backbone``;
+  models whose pretrained config has a fixed input size, e.g. Swin, are built
+  with ``img_size`` set to ``--size``).
 
-``--ablate-smlp`` adds, for each ``smlpnet-*`` model, two copies whose sMLP token
-mixings are cut down: ``(sMLP fuse only)`` keeps the three fuse products
-(``shortcut + sum_k F_k x``, the axial mixings and their biases dropped) and
-``(sMLP identity)`` keeps nothing. They are not valid models but bounds: an sMLP
-costs at least its fuse products (the same GEMMs in every formulation, here the
-plain formulation's three ``linear`` calls), so the official structure's time over
-the fuse-only copy's is about the most any implementation of the sMLP could reach
-in that setting; the report gives that ratio.
+``--official-file PATH`` imports the official ``models/smlp.py`` (microsoft/SPACH;
+it needs timm and einops) and adds, after each ``official-smlpnet-<arch>``, the
+file's ``sMLPNet`` with the same arch and the same weights (checked: same
+outputs), so that one run shows whether the copy times the same as the file.
 
-``--interp both`` adds, for each SMLPNet at a size other than its reference, a copy
-whose axial weights were resized once (``img_size`` = input size, loaded through the
-resize-on-load hook), next to the default one that resizes them on every forward
-(cache off), to show what the per-forward interpolation costs, and times the
-resizes of one forward on their own (gradients recorded) as a share of the forward.
+``--ab compile`` / ``--ab deploy`` add a copy of every model (same weights) with
+the switch on, ``torch.compile`` or ``switch_to_deploy()``, and report each copy
+over its original: an on/off A/B in one process.
 
-Examples::
+The settings of ``docs/benchmarks.md`` (2 CPU threads, fp32)::
 
-    # CPU, 2 threads: fast sMLP vs the straightforward formulation
-    python tools/analysis_tools/benchmark.py --models smlpnet-t official-smlpnet-t \\
-        --mode train --batch 2 --threads 2
-    # detection size, backbone only, interpolation per forward vs precomputed
-    python tools/analysis_tools/benchmark.py --models smlpnet-t --task backbone \\
-        --size 800 1333 --batch 1 --mode infer --interp both
-    # GPU peers, bf16, channels-last, compiled
-    python tools/analysis_tools/benchmark.py --device cuda --precision bf16 \\
-        --channels-last --compile --batch 64 --models smlpnet-t \\
-        swin_tiny_patch4_window7_224 convnext_tiny resnet50 resmlp_24_224
+    # 224: sMLPNet-T vs the official structure, inference (batch 4) and
+    # training step (batch 2); the official file itself next to its copy
+    python tools/analysis_tools/benchmark.py --threads 2 --rounds 20 \\
+        --models smlpnet-t official-smlpnet-t --official-file SPACH/models/smlp.py
+    # 800x1333, backbones, batch 1: timm peers at the same size
+    python tools/analysis_tools/benchmark.py --threads 2 --rounds 10 \\
+        --task backbone --size 800 1333 --batch 1 --models smlpnet-t \\
+        swin_tiny_patch4_window7_224 convnext_tiny resnet50
+    # 800x1333: torch.compile vs eager
+    python tools/analysis_tools/benchmark.py --threads 2 --rounds 10 \\
+        --task backbone --size 800 1333 --batch 1 --models smlpnet-t --ab compile
+    # switch_to_deploy() vs eval mode, inference at 224
+    python tools/analysis_tools/benchmark.py --threads 2 --rounds 20 \\
+        --models smlpnet-t --mode infer --ab deploy
 """
 import argparse
 import copy
+import importlib.util
 import json
 import os
+import platform
 import statistics
 import sys
 import threading
 import time
-import types
-from typing import Callable, Dict, List
+from pathlib import Path
+from typing import Callable, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
 
-PRESETS = {'t': 'tiny', 't*': 'tiny-a2', 's': 'small', 'b': 'base'}
-CHANNELS = {'tiny': 80, 'tiny-a2': 80, 'small': 96, 'base': 112}
+AB_SWITCHES = ('compile', 'deploy')
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument('--models', nargs='+',
-                   default=['smlpnet-t', 'official-smlpnet-t'])
-    p.add_argument('--task', choices=['cls', 'backbone'], default='cls')
+    p.add_argument('--models', nargs='+', default=['smlpnet-t', 'official-smlpnet-t'],
+                   help='smlpnet-<arch>, official-smlpnet-<arch>, config files, timm '
+                   'model names; the first is compared with each other one')
+    p.add_argument('--task', choices=['cls', 'backbone'], default='cls',
+                   help='classifiers, or backbones alone (timm: features_only)')
     p.add_argument('--mode', choices=['infer', 'train', 'both'], default='both')
     p.add_argument('--batch', type=int, default=None,
                    help='one batch for all modes (default: 4 infer, 2 train)')
     p.add_argument('--size', type=int, nargs=2, default=[224, 224], metavar=('H', 'W'))
-    p.add_argument('--precision', choices=['fp32', 'bf16', 'fp16'], default='fp32')
+    p.add_argument('--precision', choices=['fp32', 'bf16', 'fp16'], default='fp32',
+                   help='bf16 / fp16: autocast (fp16 on CUDA only)')
     p.add_argument('--channels-last', action='store_true')
-    p.add_argument('--compile', action='store_true', help='torch.compile each model')
-    p.add_argument('--dynamic', action='store_true', help='compile with dynamic shapes')
+    p.add_argument('--compile', action='store_true', help='torch.compile every model')
+    p.add_argument('--dynamic', action='store_true',
+                   help='compile with dynamic shapes')
+    p.add_argument('--ab', choices=AB_SWITCHES,
+                   help='also time a copy of every model with this switch on')
+    p.add_argument('--official-file', type=Path, metavar='SMLP_PY',
+                   help="the official models/smlp.py, timed after each "
+                   "official-smlpnet-<arch>")
+    p.add_argument('--optimizer', choices=['adamw', 'none'], default='adamw',
+                   help="training step: forward + backward + AdamW (torch's "
+                   "default implementation, as mmengine builds it from the "
+                   "configs) or 'none' (forward + backward only)")
     p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     p.add_argument('--threads', type=int, default=None, help='CPU threads')
-    p.add_argument('--warmup', type=int, default=3)
-    p.add_argument('--repeats', type=int, default=10)
-    p.add_argument('--optimizer', choices=['adamw', 'adamw-fused', 'none'],
-                   default='adamw',
-                   help="training step: forward + backward + AdamW (default: "
-                   "torch's default implementation, as mmengine builds it from "
-                   "the configs), 'adamw-fused' (torch's single-kernel AdamW, "
-                   "fused=True) or 'none' (forward + backward: the part that "
-                   "depends on the model's formulation; the optimizer's cost is "
-                   "per parameter)")
-    p.add_argument('--interp', choices=['on', 'both'], default='on',
-                   help="'both': also time SMLPNets with precomputed axial weights")
-    p.add_argument('--ablate-smlp', action='store_true',
-                   help="also time each SMLPNet with its sMLPs cut down to their "
-                   "fuse products, and to the identity (bounds, not models)")
-    p.add_argument('--out', help='write the results as JSON here')
+    p.add_argument('--warmup', type=int, default=3,
+                   help='untimed iterations after the first call')
+    p.add_argument('--rounds', type=int, default=10,
+                   help='timed rounds (one iteration of every model each)')
+    p.add_argument('--out', type=Path, help='write settings and results as JSON')
     args = p.parse_args(argv)
-    for name, value in (('--batch', args.batch), ('--warmup', args.warmup),
-                        ('--repeats', args.repeats)):
-        if value is not None and value < (0 if name == '--warmup' else 1):
-            p.error(f'{name}={value} is too small')
+    for name, value, least in (('--batch', args.batch, 1), ('--warmup', args.warmup, 0),
+                               ('--rounds', args.rounds, 1),
+                               ('--threads', args.threads, 1)):
+        if value is not None and value < least:
+            p.error(f'{name}={value}: must be at least {least}')
+    repeated = sorted({m for m in args.models if args.models.count(m) > 1})
+    if repeated:
+        p.error(f'--models: {", ".join(repeated)} given more than once')
     if min(args.size) < 32:
-        p.error(f'--size {args.size}: sides must be at least 32')
+        p.error(f'--size {args.size[0]} {args.size[1]}: sides must be at least 32')
+    try:
+        device = torch.device(args.device)
+    except RuntimeError as e:
+        p.error(f'--device {args.device}: {e}')
+    if device.type not in ('cpu', 'cuda'):
+        p.error(f'--device {args.device}: accepted: cpu, cuda, cuda:<index>')
+    if device.type == 'cuda' and not torch.cuda.is_available():
+        p.error(f'--device {args.device}: CUDA is not available')
+    if args.precision == 'fp16' and device.type != 'cuda':
+        p.error('--precision fp16 needs --device cuda (loss scaling through '
+                "mmengine's AmpOptimWrapper is CUDA-only, and torch 2.1's CPU "
+                'autocast has no fp16); use --precision bf16 on the CPU')
+    if args.ab == 'compile' and args.compile:
+        p.error('--ab compile times every model eager and compiled; drop --compile')
+    if args.dynamic and not (args.compile or args.ab == 'compile'):
+        p.error('--dynamic needs --compile or --ab compile')
+    if args.ab == 'deploy' and args.mode != 'infer':
+        p.error('--ab deploy: switch_to_deploy() is for inference; use --mode infer')
+    if args.official_file is not None:
+        if not args.official_file.is_file():
+            p.error(f'--official-file {args.official_file}: no such file')
+        if not any(m.lower().startswith('official-smlpnet-') for m in args.models):
+            p.error('--official-file: add official-smlpnet-<arch> to --models '
+                    '(the file is timed next to it)')
     return args
 
 
 # ------------------------------------------------------------------ model builders
-def _smlpnet(arch: str, task: str, **backbone_kw) -> nn.Module:
+def _arch(spec: str, prefix: str) -> Tuple[str, dict]:
+    """The ``SMLPNet.arch_zoo`` key named by ``spec`` after ``prefix``, and its
+    settings."""
+    from mmsmlp.models import SMLPNet
+    arch = spec[len(prefix):]
+    if arch not in SMLPNet.arch_zoo:
+        raise ValueError(f'--models {spec}: unknown sMLPNet arch {arch!r}; accepted: '
+                         f'{sorted(SMLPNet.arch_zoo)}')
+    return arch, SMLPNet.arch_zoo[arch]
+
+
+def _smlpnet(spec: str, task: str) -> nn.Module:
     from mmengine.registry import DefaultScope
 
     import mmsmlp  # noqa: F401
+    from mmsmlp.models import SMLPNet
+    arch, settings = _arch(spec, 'smlpnet-')
     if task == 'backbone':
-        from mmsmlp.models import SMLPNet
-        return SMLPNet(arch=arch, **backbone_kw)
+        return SMLPNet(arch=arch)
     from mmpretrain.registry import MODELS
     with DefaultScope.overwrite_default_scope('mmpretrain'):
         return MODELS.build(dict(
             type='ImageClassifier',
-            backbone=dict(type='SMLPNet', arch=arch, out_indices=(3, ), **backbone_kw),
+            backbone=dict(type='SMLPNet', arch=arch, out_indices=(3, )),
             neck=dict(type='GlobalAveragePooling'),
             head=dict(type='LinearClsHead', num_classes=1000,
-                      in_channels=8 * CHANNELS[arch])))
+                      in_channels=8 * settings['embed_dims'])))
 
 
-def _official(arch: str, size) -> nn.Module:
-    from mmsmlp.models import SMLPNet
+def _check_official_size(spec: str, task: str, size) -> None:
+    if task != 'cls':
+        raise ValueError(f'--models {spec}: the official structure is a classifier; '
+                         'use --task cls')
+    if size[0] != size[1] or size[0] % 32:
+        raise ValueError(f'--models {spec}: the official structure takes square '
+                         f'inputs with sides divisible by 32, not --size {size[0]} '
+                         f'{size[1]}')
+
+
+def _official(spec: str, task: str, size) -> nn.Module:
     from mmsmlp.testing import OfficialSMLPNet
-    if size[0] != size[1]:
-        raise ValueError('the official structure only takes square inputs')
-    zoo = SMLPNet.arch_zoo[arch]
-    return OfficialSMLPNet(zoo['embed_dims'], zoo['depths'], zoo['mlp_ratio'], 1000,
+    _check_official_size(spec, task, size)
+    arch = _arch(spec, 'official-smlpnet-')[1]
+    return OfficialSMLPNet(arch['embed_dims'], arch['depths'], arch['mlp_ratio'], 1000,
                            img_size=size[0])
+
+
+def load_official_class(path: Path) -> type:
+    """``sMLPNet`` of the official ``models/smlp.py`` at ``path`` (imported from
+    there, under a private module name)."""
+    spec = importlib.util.spec_from_file_location('_official_smlp_file', path)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except ImportError as e:
+        raise ValueError(f'--official-file {path}: cannot import it ({e}); it needs '
+                         'timm and einops') from e
+    if not isinstance(getattr(module, 'sMLPNet', None), type):
+        raise ValueError(f'--official-file {path}: defines no class sMLPNet; give '
+                         "microsoft/SPACH's models/smlp.py")
+    return module.sMLPNet
+
+
+def official_file_twin(copy_model: nn.Module, cls: type, spec: str, size,
+                       path: Path) -> nn.Module:
+    """The official file's ``sMLPNet`` (class ``cls``) with the arch of ``spec``
+    and the weights of ``copy_model`` (the mmsmlp.testing copy): the two must have
+    the same state dict keys and compute the same outputs."""
+    arch = _arch(spec, 'official-smlpnet-')[1]
+    twin = cls(dim=arch['embed_dims'], alpha=arch['mlp_ratio'],
+               depths=list(arch['depths']), num_classes=1000, image_size=size[0])
+    try:
+        twin.load_state_dict(copy_model.state_dict())
+    except RuntimeError as e:
+        raise ValueError(f'--official-file {path}: its sMLPNet does not have the '
+                         f'parameters of mmsmlp.testing.OfficialSMLPNet: {e}') from e
+    x = torch.randn(1, 3, *size, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        ours, theirs = copy_model.eval()(x), twin.eval()(x)
+    if not torch.allclose(ours, theirs, rtol=1e-4, atol=1e-5):
+        raise ValueError(
+            f'--official-file {path}: its sMLPNet and mmsmlp.testing.OfficialSMLPNet '
+            'compute different outputs on the same weights (largest difference '
+            f'{(ours - theirs).abs().max().item():.3g})')
+    return twin
 
 
 def _from_config(path: str, task: str) -> nn.Module:
@@ -143,70 +240,62 @@ def _from_config(path: str, task: str) -> nn.Module:
     return model.backbone if task == 'backbone' else model
 
 
-def _timm(name: str, task: str) -> nn.Module:
+def _timm(name: str, task: str, size) -> nn.Module:
     import timm
+    from timm.models import get_pretrained_cfg
+    if not timm.is_model(name):
+        raise ValueError(f'--models {name}: not smlpnet-<arch>, '
+                         'official-smlpnet-<arch>, a config file (.py) or a timm '
+                         'model name')
     kw = dict(features_only=True) if task == 'backbone' else {}
+    cfg = get_pretrained_cfg(name)
+    if cfg is not None and cfg.fixed_input_size:  # e.g. Swin's attention masks
+        kw['img_size'] = tuple(size)
     return timm.create_model(name, pretrained=False, **kw)
 
 
-def build_models(args) -> Dict[str, nn.Module]:
-    models = {}
+def build_model(spec: str, args) -> nn.Module:
+    low = spec.lower()
+    if low.startswith('official-smlpnet-'):
+        return _official(low, args.task, args.size)
+    if low.startswith('smlpnet-'):
+        return _smlpnet(low, args.task)
+    if low.endswith('.py'):
+        return _from_config(spec, args.task)
+    return _timm(spec, args.task, args.size)
+
+
+def _switch_to_deploy(module: nn.Module) -> bool:
+    """Call ``switch_to_deploy()`` of ``module``, or else of the outermost
+    submodules that have one (e.g. a classifier's backbone); whether any had."""
+    if hasattr(module, 'switch_to_deploy'):
+        module.switch_to_deploy()
+        return True
+    return any([_switch_to_deploy(child) for child in module.children()])
+
+
+def build_entries(args, official_cls: Optional[type]) -> List[dict]:
+    """The models to time, in order: dicts with ``name``, ``model``, ``switch``
+    (None or one of ``AB_SWITCHES``) and ``base`` (the name of the model a
+    switched copy or the official file was made from, else None)."""
+    torch.manual_seed(0)
+    entries = []
     for spec in args.models:
-        low = spec.lower()
-        if low.startswith('official-smlpnet-'):
-            arch = PRESETS.get(low.split('-', 2)[2], low.split('-', 2)[2])
-            models[spec] = _official(arch, args.size)
-        elif low.startswith('smlpnet-'):
-            arch = PRESETS.get(low.split('-', 1)[1], low.split('-', 1)[1])
-            resize_each_forward = tuple(args.size) != (224, 224)
-            models[spec] = _smlpnet(arch, args.task,
-                                    resize_cache_size=0 if resize_each_forward else 8)
-            if args.ablate_smlp:
-                for kind in ABLATIONS:
-                    models[f'{spec} (sMLP {kind})'] = ablate_smlp(models[spec], kind)
-            if args.interp == 'both' and resize_each_forward:
-                pre = _smlpnet(arch, args.task, img_size=tuple(args.size))
-                pre.load_state_dict(models[spec].state_dict())  # resized once, here
-                models[f'{spec} (precomputed)'] = pre
-        elif low.endswith('.py'):
-            models[spec] = _from_config(spec, args.task)
-        else:
-            models[spec] = _timm(spec, args.task)
-    return models
-
-
-def _identity_mixing(self, x, dim, grid=None):
-    return x
-
-
-def _smlp_fuse_only(self, x, shortcut=None):
-    # the plain formulation with identity axial mixings (see ablate_smlp): the
-    # fuse products every formulation computes
-    out = self._forward_plain(x)
-    return out if shortcut is None else out + shortcut
-
-
-def _smlp_identity(self, x, shortcut=None):
-    return x if shortcut is None else x + shortcut
-
-
-ABLATIONS = {'fuse only': _smlp_fuse_only, 'identity': _smlp_identity}
-
-
-def ablate_smlp(model: nn.Module, kind: str) -> nn.Module:
-    """A copy of ``model`` whose sMLP token mixings compute ``ABLATIONS[kind]``
-    (``model`` itself is left as it is)."""
-    from mmsmlp.models.backbones.smlpnet import SparseMLP
-    ablated = copy.deepcopy(model)
-    for m in ablated.modules():
-        if isinstance(m, SparseMLP):
-            if kind == 'fuse only' and m.fuse_mode != 'concat':
-                raise ValueError(f'--ablate-smlp: fuse_mode={m.fuse_mode!r} has no '
-                                 'fuse products')
-            m.forward = types.MethodType(ABLATIONS[kind], m)
-            for mixing in (m.mix_width, m.mix_height):
-                mixing.forward = types.MethodType(_identity_mixing, mixing)
-    return ablated
+        model = build_model(spec, args)
+        entries.append(dict(name=spec, model=model, switch=None, base=None))
+        if official_cls is not None and spec.lower().startswith('official-smlpnet-'):
+            twin = official_file_twin(model, official_cls, spec.lower(), args.size,
+                                      args.official_file)
+            entries.append(dict(name=f'{spec} ({args.official_file.name})',
+                                model=twin, switch=None, base=spec))
+    if args.ab:
+        for e in list(entries):
+            model = copy.deepcopy(e['model'])
+            if args.ab == 'deploy' and not _switch_to_deploy(model.eval()):
+                raise ValueError(f"--ab deploy: {e['name']} has no switch_to_deploy()")
+            entries.append(dict(name=f"{e['name']} +{args.ab}", model=model,
+                                switch=args.ab, base=e['name']))
+    return entries
 
 
 # ------------------------------------------------------------------ measurement
@@ -238,6 +327,20 @@ class _RSSPeak:
         self.peak = max(self.peak, self.rss() - self.base)
 
 
+def peak_memory(step: Callable, device: torch.device) -> int:
+    """Bytes one call of ``step`` needs above what is allocated before it."""
+    if device.type == 'cuda':
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        step()
+        torch.cuda.synchronize()
+        return torch.cuda.max_memory_allocated() - base
+    with _RSSPeak() as rss:
+        step()
+    return rss.peak
+
+
 def _quartiles(values: List[float]) -> List[float]:
     """25th, 50th and 75th percentile (all three the value itself for one value)."""
     return statistics.quantiles(values, n=4) if len(values) > 1 else list(values) * 3
@@ -256,8 +359,10 @@ def _tensor_forward(model: nn.Module) -> Callable:
     return model
 
 
-def make_step(model: nn.Module, mode: str, x: torch.Tensor, args) -> Callable:
+def make_step(model: nn.Module, mode: str, x: torch.Tensor, args,
+              compile: bool = False) -> Callable:
     """One iteration of ``mode`` ('infer' or 'train') as a closure."""
+    from mmengine.optim import AmpOptimWrapper, OptimWrapper
     dtype = dict(bf16=torch.bfloat16, fp16=torch.float16).get(args.precision)
     device_type = torch.device(args.device).type
 
@@ -265,7 +370,7 @@ def make_step(model: nn.Module, mode: str, x: torch.Tensor, args) -> Callable:
         return torch.autocast(device_type, dtype=dtype, enabled=dtype is not None)
 
     forward = _tensor_forward(model)
-    if args.compile:
+    if compile:
         forward = torch.compile(forward, dynamic=args.dynamic or None)
     if mode == 'infer':
         model.eval()
@@ -276,186 +381,152 @@ def make_step(model: nn.Module, mode: str, x: torch.Tensor, args) -> Callable:
         return step
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
-    scaler = torch.amp.GradScaler(device_type, enabled=args.precision == 'fp16')
-    # 'none': forward + backward only, the model's own part
-    optim = None if args.optimizer == 'none' else torch.optim.AdamW(
-        params, lr=1e-4, fused=True if args.optimizer == 'adamw-fused' else None)
+    optim = None
+    if args.optimizer == 'adamw':
+        # fp16 needs loss scaling: mmengine's AmpOptimWrapper (CUDA only)
+        wrapper = AmpOptimWrapper if args.precision == 'fp16' else OptimWrapper
+        optim = wrapper(optimizer=torch.optim.AdamW(params, lr=1e-4))
 
     def step():
         with autocast():
             loss = _outputs_loss(forward(x))
-        scaler.scale(loss).backward()
-        if optim is None:
-            for p in params:
-                p.grad = None
+        if optim is not None:
+            optim.update_params(loss)  # backward, step, zero_grad
             return
-        scaler.step(optim)
-        scaler.update()
-        optim.zero_grad(set_to_none=True)
+        loss.backward()
+        for p in params:
+            p.grad = None
     return step
 
 
-def axial_resize_ms(model: nn.Module, x: torch.Tensor, repeats: int) -> tuple:
-    """(number, median ms) of the axial weight resizes one forward of an SMLPNet
-    on ``x`` performs, timed on their own with gradients recorded (as in
-    training: no cache)."""
-    from mmsmlp.models.backbones.smlpnet import SparseMLP
-    grids = []
-    hooks = [m.register_forward_pre_hook(
-        lambda m, args, kwargs: grids.append((m, args[0].shape[1:3])),
-        with_kwargs=True) for m in model.modules() if isinstance(m, SparseMLP)]
-    with torch.no_grad():
-        _tensor_forward(model)(x)
-    for h in hooks:
-        h.remove()
-
-    def resize_all():
-        for m, (h, w) in grids:
-            m.mix_width.resized((w, ))
-            m.mix_height.resized((h, ))
-    times = []
-    for _ in range(repeats + 1):
-        t0 = time.perf_counter()
-        resize_all()
-        times.append(time.perf_counter() - t0)
-    return 2 * len(grids), 1e3 * statistics.median(times[1:])
-
-
-def run(args) -> List[dict]:
-    if args.threads:
-        torch.set_num_threads(args.threads)
+def measure(entries: List[dict], mode: str, args) -> List[dict]:
+    """Time ``entries`` in ``mode``: first call, warm-up, interleaved rounds, and
+    the peak memory of one more iteration each."""
     device = torch.device(args.device)
-    modes = ['infer', 'train'] if args.mode == 'both' else [args.mode]
-    results = []
-    for mode in modes:
-        batch = args.batch or (4 if mode == 'infer' else 2)
-        torch.manual_seed(0)
-        models = build_models(args)
-        x = torch.randn(batch, 3, *args.size, device=device)
-        steps = {}
-        for name, model in models.items():
-            model.to(device)
-            if args.channels_last:
-                model.to(memory_format=torch.channels_last)
-            xin = x.contiguous(memory_format=torch.channels_last) \
-                if args.channels_last else x
-            steps[name] = make_step(model, mode, xin, args)
-        sync = torch.cuda.synchronize if device.type == 'cuda' else (lambda: None)
-        times = {n: [] for n in steps}
-        peaks = {n: 0 for n in steps}
-        for name, step in steps.items():  # warm-up (and compilation)
-            for _ in range(args.warmup):
-                step()
+    batch = args.batch or (4 if mode == 'infer' else 2)
+    x = torch.randn(batch, 3, *args.size, generator=torch.Generator().manual_seed(0))
+    x = x.to(device)
+    if args.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    sync = torch.cuda.synchronize if device.type == 'cuda' else (lambda: None)
+    steps, first_call = {}, {}
+    for e in entries:
+        e['model'].to(device)
+        if args.channels_last:
+            e['model'].to(memory_format=torch.channels_last)
+        steps[e['name']] = make_step(e['model'], mode, x, args,
+                                     compile=args.compile or e['switch'] == 'compile')
+    for name, step in steps.items():
+        t0 = time.perf_counter()
+        step()
+        sync()
+        first_call[name] = time.perf_counter() - t0
+        for _ in range(args.warmup):
+            step()
+        sync()
+    times = {name: [] for name in steps}
+    for _ in range(args.rounds):
+        for name, step in steps.items():  # interleaved
             sync()
-        for _ in range(args.repeats):
-            for name, step in steps.items():  # interleaved
-                sync()
-                t0 = time.perf_counter()
-                step()
-                sync()
-                times[name].append(time.perf_counter() - t0)
-        # peak memory in one more, untimed iteration each: the CPU sampler
-        # thread would compete with the timed work on a small machine
-        for name, step in steps.items():
-            if device.type == 'cuda':
-                torch.cuda.reset_peak_memory_stats()
-                base = torch.cuda.memory_allocated()
-            with _RSSPeak() if device.type == 'cpu' else _NullPeak() as rss:
-                step()
-                sync()
-            peaks[name] = (torch.cuda.max_memory_allocated() - base
-                           if device.type == 'cuda' else rss.peak)
-        for name, ts in times.items():
-            q = _quartiles([batch / t for t in ts])
-            results.append(dict(
-                model=name, mode=mode, batch=batch, size=list(args.size),
-                precision=args.precision, channels_last=args.channels_last,
-                compile=args.compile, device=str(device),
-                threads=torch.get_num_threads(),
-                images_per_s=batch / statistics.median(ts), p25=q[0], p75=q[2],
-                median_ms=1e3 * statistics.median(ts), peak_mem_mb=peaks[name] / 2**20,
-                times_ms=[1e3 * t for t in ts]))
-        if args.interp == 'both' and mode == 'infer':
-            for name, model in models.items():
-                if name.lower().startswith('smlpnet-') and '(' not in name:
-                    n, ms = axial_resize_ms(model, x, args.repeats)
-                    results.append(dict(model=name, mode='axial resizes alone',
-                                        num_resizes=n, median_ms=ms))
-        del models, steps
+            t0 = time.perf_counter()
+            step()
+            sync()
+            times[name].append(time.perf_counter() - t0)
+    # peak memory in one more, untimed iteration each: the CPU sampler thread
+    # would compete with the timed work on a small machine
+    peaks = {name: peak_memory(step, device) for name, step in steps.items()}
+    results = []
+    for e in entries:
+        ts = times[e['name']]
+        q = _quartiles([batch / t for t in ts])
+        results.append(dict(
+            model=e['name'], switch=e['switch'], base=e['base'], mode=mode,
+            batch=batch, compiled=args.compile or e['switch'] == 'compile',
+            images_per_s=batch / statistics.median(ts), p25=q[0], p75=q[2],
+            median_ms=1e3 * statistics.median(ts),
+            first_call_s=first_call[e['name']],
+            peak_mem_mb=peaks[e['name']] / 2**20, times_ms=[1e3 * t for t in ts]))
     return results
 
 
-class _NullPeak:
-    peak = 0
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        pass
-
-
-def _speedup(fast: dict, slow: dict) -> tuple:
+def _speedup(kind: str, fast: dict, slow: dict) -> dict:
     """``fast``'s images/s over ``slow``'s, and the quartiles of the per-round
     time ratios (``slow`` over ``fast``, rounds paired by index)."""
-    return (fast['images_per_s'] / slow['images_per_s'],
-            _quartiles([s / f for f, s in zip(fast['times_ms'], slow['times_ms'])]))
+    q = _quartiles([s / f for f, s in zip(fast['times_ms'], slow['times_ms'])])
+    return dict(kind=kind, mode=fast['mode'], model=fast['model'], over=slow['model'],
+                ratio=fast['images_per_s'] / slow['images_per_s'],
+                per_round_p25=q[0], per_round_median=q[1], per_round_p75=q[2])
 
 
-def report(results: List[dict], args) -> str:
-    resizes = [r for r in results if r['mode'] == 'axial resizes alone']
-    results = [r for r in results if r['mode'] != 'axial resizes alone']
-    lines = [f"device {results[0]['device']}, threads {results[0]['threads']}, "
-             f"size {args.size[0]}x{args.size[1]}, {args.precision}, "
-             f"channels_last={args.channels_last}, compile={args.compile}, "
-             f'task={args.task}, train step optimizer={args.optimizer}, '
-             f'{args.repeats} repeats after {args.warmup} warm-up',
-             f"{'model':40s} {'mode':5s} {'batch':>5s} {'img/s':>9s} "
-             f"{'p25-p75':>17s} {'ms/iter':>9s} {'peak MB':>9s}"]
-    for r in results:
-        lines.append(f"{r['model']:40s} {r['mode']:5s} {r['batch']:5d} "
-                     f"{r['images_per_s']:9.2f} {r['p25']:8.2f}-{r['p75']:<8.2f} "
-                     f"{r['median_ms']:9.1f} {r['peak_mem_mb']:9.1f}")
-    # speed-ups of the first model of each mode over the others: the ratio of
-    # the medians, and the median (25th-75th percentile) of the per-round
-    # ratios, which a drift of the machine's speed during the run affects less;
-    # then the bounds: the official structure over each ablated copy
+def comparisons(results: List[dict]) -> List[dict]:
+    """Per mode: the first model over each other one (among the models with the
+    same switch), each switched copy over its original ('ab'), and each
+    mmsmlp.testing copy over the official file ('copy vs file')."""
+    out = []
     for mode in dict.fromkeys(r['mode'] for r in results):
         rows = [r for r in results if r['mode'] == mode]
-        first = rows[0]
-        for r in rows[1:]:
-            ratio, q = _speedup(first, r)
-            lines.append(f"{mode}: {first['model']} / {r['model']} = "
-                         f"{ratio:.3f}x images/s (per round: median {q[1]:.3f}x, "
-                         f"p25-p75 {q[0]:.3f}-{q[2]:.3f})")
-        for ref in (r for r in rows if r['model'].lower().startswith('official-')):
-            for r in (r for r in rows if '(sMLP ' in r['model']):
-                ratio, q = _speedup(r, ref)
-                meaning = ('about the most an sMLP implementation could reach'
-                           if 'fuse only' in r['model'] else 'without any sMLP')
-                lines.append(f"{mode}: {ref['model']} / {r['model']} = {ratio:.3f}x "
-                             f"(per round: median {q[1]:.3f}x; {meaning})")
-    for r in resizes:
-        forward = next(t['median_ms'] for t in results
-                       if t['model'] == r['model'] and t['mode'] == 'infer')
-        lines.append(f"{r['model']}: its {r['num_resizes']} axial weight resizes for "
-                     f"{args.size[0]}x{args.size[1]} take {r['median_ms']:.1f} ms on "
-                     f"their own (gradients recorded, no cache) = "
-                     f"{100 * r['median_ms'] / forward:.1f}% of its inference "
-                     f"forward ({forward:.1f} ms)")
+        by_name = {r['model']: r for r in rows}
+        for switch in dict.fromkeys(r['switch'] for r in rows):
+            group = [r for r in rows if r['switch'] == switch]
+            out += [_speedup('first vs other', group[0], r) for r in group[1:]]
+        for r in rows:
+            if r['switch'] is not None:
+                out.append(_speedup('ab', r, by_name[r['base']]))
+            elif r['base'] is not None:
+                out.append(_speedup('copy vs file', by_name[r['base']], r))
+    return out
+
+
+def run(args) -> dict:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    official_cls = load_official_class(args.official_file) \
+        if args.official_file else None
+    results = []
+    for mode in (['infer', 'train'] if args.mode == 'both' else [args.mode]):
+        entries = build_entries(args, official_cls)  # fresh models per mode
+        results += measure(entries, mode, args)
+        del entries
+    import timm
+    settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    settings.update(threads=torch.get_num_threads(), torch=torch.__version__,
+                    timm=timm.__version__, python=platform.python_version(),
+                    machine=platform.machine())
+    return dict(settings=settings, results=results, comparisons=comparisons(results))
+
+
+def report(out: dict) -> str:
+    s = out['settings']
+    width = max(len(r['model']) for r in out['results'])
+    lines = [f"device {s['device']}, threads {s['threads']}, size {s['size'][0]}x"
+             f"{s['size'][1]}, task {s['task']}, {s['precision']}, channels_last="
+             f"{s['channels_last']}, compile={s['compile']}, ab={s['ab']}, "
+             f"train step optimizer={s['optimizer']}, {s['rounds']} rounds after "
+             f"the first call and {s['warmup']} warm-up; torch {s['torch']}, "
+             f"timm {s['timm']}",
+             f"{'model':{width}s} {'mode':5s} {'batch':>5s} {'img/s':>9s} "
+             f"{'p25-p75':>17s} {'ms/iter':>9s} {'1st call s':>10s} {'peak MB':>8s}"]
+    for r in out['results']:
+        lines.append(f"{r['model']:{width}s} {r['mode']:5s} {r['batch']:5d} "
+                     f"{r['images_per_s']:9.4g} {r['p25']:8.4g}-{r['p75']:<8.4g} "
+                     f"{r['median_ms']:9.1f} {r['first_call_s']:10.2f} "
+                     f"{r['peak_mem_mb']:8.1f}")
+    for c in out['comparisons']:
+        lines.append(f"{c['mode']}: {c['model']} / {c['over']} = {c['ratio']:.3f}x "
+                     f"images/s (per round: median {c['per_round_median']:.3f}x, "
+                     f"p25-p75 {c['per_round_p25']:.3f}-{c['per_round_p75']:.3f})")
     return '\n'.join(lines)
 
 
 def main(argv=None):
     args = parse_args(argv)
     try:
-        results = run(args)
+        out = run(args)
     except ValueError as e:
         sys.exit(f'benchmark.py: error: {e}')
-    print(report(results, args))
+    print(report(out))
     if args.out:
-        with open(args.out, 'w') as f:
-            json.dump(results, f, indent=1)
+        args.out.write_text(json.dumps(out, indent=1))
 
 
 if __name__ == '__main__':

@@ -1,7 +1,10 @@
 """Resident memory of a backbone over many input sizes: inference over ``--infer-sizes``
 different sizes and training over ``--train-sizes`` sizes, printing the resident set
-size at start, after warm-up and at the end, and the state of the resized-weight
-caches (bounded by ``resize_cache_size`` per token mixing).
+size at start, after warm-up and at the end. Nothing in the backbones depends on the
+input size beyond one forward (the token mixings resample each input onto their
+reference grid), so the memory in use must stay flat after the warm-up whatever the
+number of sizes, except for bounded library caches (oneDNN's primitive cache: up to
+1024 kernels, one per shape); growth beyond that would be a leak.
 
     python tools/analysis_tools/memory_benchmark.py [--arch tiny] [--backbone SMLPNet]
         [--infer-sizes 200] [--train-sizes 50] [--min-side 64] [--max-side 512]
@@ -35,14 +38,6 @@ def settled_rss_mb() -> float:
     return rss_mb()
 
 
-def cache_state(model):
-    from mmsmlp.models.utils import TokenMixing
-    mixings = [m for m in model.modules() if isinstance(m, TokenMixing)]
-    sizes = [len(m._cache) for m in mixings]
-    bound = max((m.cache_size for m in mixings), default=0)
-    return len(mixings), max(sizes, default=0), sum(sizes), bound
-
-
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--backbone', default='SMLPNet', help='SMLPNet, ResMLP or S2MLP')
@@ -59,8 +54,15 @@ def parse_args(argv=None):
     if not 32 <= args.min_side <= args.max_side:
         p.error(f'--min-side {args.min_side} / --max-side {args.max_side}: need '
                 '32 <= min <= max')
-    if args.warmup >= min(args.infer_sizes, args.train_sizes):
-        p.error('--warmup must be smaller than the number of sizes')
+    if not 1 <= args.warmup < min(args.infer_sizes, args.train_sizes):
+        p.error(f'--warmup {args.warmup}: must be at least 1 and smaller than '
+                f'--infer-sizes ({args.infer_sizes}) and --train-sizes '
+                f'({args.train_sizes})')
+    distinct = (args.max_side - args.min_side + 1)**2
+    if args.infer_sizes + args.train_sizes > distinct:
+        p.error(f'--infer-sizes {args.infer_sizes} + --train-sizes '
+                f'{args.train_sizes}: sides {args.min_side}-{args.max_side} give '
+                f'only {distinct} different sizes')
     return args
 
 
@@ -100,10 +102,8 @@ def main(argv=None):
                 print(f'inference: after {args.warmup} warm-up sizes RSS {raw:.0f} MB, '
                       f'{base:.0f} MB after malloc_trim')
     raw, end = rss_mb(), settled_rss_mb()
-    n, biggest, total, bound = cache_state(model)
     print(f'inference: after {len(infer)} sizes RSS {raw:.0f} MB, {end:.0f} MB after '
-          f'malloc_trim (growth after warm-up {end - base:+.0f} MB); caches: {n} token '
-          f'mixings, largest {biggest} entries (bound {bound}), {total} in all')
+          f'malloc_trim (growth after warm-up {end - base:+.0f} MB)')
 
     model.train()
     optim = torch.optim.AdamW(model.parameters(), lr=1e-5)
@@ -117,10 +117,8 @@ def main(argv=None):
             print(f'training: after {args.warmup} warm-up sizes RSS {raw:.0f} MB, '
                   f'{base:.0f} MB after malloc_trim')
     raw, end = rss_mb(), settled_rss_mb()
-    n, biggest, total, bound = cache_state(model)
     print(f'training: after {len(train)} sizes RSS {raw:.0f} MB, {end:.0f} MB after '
-          f'malloc_trim (growth after warm-up {end - base:+.0f} MB); caches after '
-          f'training: {total} entries (no caching while gradients are recorded)')
+          f'malloc_trim (growth after warm-up {end - base:+.0f} MB)')
 
 
 if __name__ == '__main__':
