@@ -5,6 +5,7 @@ check_dependencies()
 
 from . import datasets, engine, models  # noqa: E402,F401  (registers modules, hooks, transforms)
 from .models import timm_models  # noqa: E402,F401  (registers the smlpnet_* timm models)
+from .utils import checkpoint  # noqa: E402,F401  (mmengine reads checkpoints with it)
 
 # mmengine resolves `_base_ = 'pkg::path'` only for the packages it lists; list this
 # one, so that configs can inherit mmsmlp's (once mmsmlp is imported, as our tools do).

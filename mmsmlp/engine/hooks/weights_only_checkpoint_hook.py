@@ -1,11 +1,14 @@
-"""Checkpoints that load with ``torch.load(weights_only=True)``.
+"""Checkpoints that load with plain ``torch.load(weights_only=True)``.
 
-torch >= 2.6 loads with ``weights_only=True`` by default and refuses mmengine's
-checkpoints, whose message hub pickles ``HistoryBuffer`` objects holding numpy
-arrays (their unpickling would also need ``getattr``, which must never be
-allow-listed: it opens the door to running code from a file). Instead of widening
-what the unpickler accepts, this hook makes what is saved plain data — dicts, lists,
-strings, numbers and tensors — and rebuilds the objects after loading.
+In a process that imported mmsmlp, mmengine reads local and downloaded
+checkpoints with :func:`mmsmlp.utils.read_checkpoint`, which reads stock ones too
+(their message hub pickles ``HistoryBuffer`` objects holding numpy arrays, and
+refers to ``getattr(HistoryBuffer, 'mean')``). Elsewhere, torch >= 2.6 loads with
+``weights_only=True`` by default and refuses those (``getattr`` must never be
+allow-listed there: it opens the door to running code from a file). So that the
+checkpoints of mmsmlp's runs load anywhere, this hook makes what is saved plain
+data — dicts, lists, strings, numbers and tensors — and rebuilds the objects after
+loading (a stock checkpoint, whose HistoryBuffers are real, is left as it is).
 """
 import numbers
 from collections import OrderedDict
@@ -94,6 +97,8 @@ class WeightsOnlyCheckpointHook(Hook):
         checkpoint.update(plain)
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        # plain data from a checkpoint this hook saved; real HistoryBuffers (a
+        # stock checkpoint) pass through from_plain unchanged
         if 'message_hub' in checkpoint:
             checkpoint['message_hub'] = from_plain(checkpoint['message_hub'])
         self._resumed_rng = checkpoint.get('rng_state')
