@@ -9,12 +9,12 @@ import os
 import os.path as osp
 import sys
 
-from mmengine.config import DictAction
 
 
 def parse_args(argv=None):
-    from mmsmlp.engine.launch import LAUNCHERS
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    from mmsmlp.engine.launch import LAUNCHERS, CfgOptionsAction
+    parser = argparse.ArgumentParser(prog=f'tools/{osp.basename(__file__)}',
+                                     description=__doc__.splitlines()[0])
     parser.add_argument('config', help='test config file path')
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument('--work-dir', help='where to save the evaluation log')
@@ -24,7 +24,7 @@ def parse_args(argv=None):
     parser.add_argument('--show-dir', help='save pictures of the predictions here '
                         '(relative to the work dir\'s timestamped run folder)')
     parser.add_argument('--wait-time', type=float, default=2, help='seconds per shown image')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+    parser.add_argument('--cfg-options', nargs='+', action=CfgOptionsAction,
                         help='override config settings, e.g. test_dataloader.batch_size=2')
     parser.add_argument('--launcher', choices=LAUNCHERS, default='none',
                         help='job launcher')

@@ -6,14 +6,15 @@ config; the config's ``default_scope`` says which. Options as in mmdet's tool.
 """
 import argparse
 import os
+import os.path as osp
 import sys
 
-from mmengine.config import DictAction
 
 
 def parse_args(argv=None):
-    from mmsmlp.engine.launch import LAUNCHERS
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    from mmsmlp.engine.launch import LAUNCHERS, CfgOptionsAction
+    parser = argparse.ArgumentParser(prog=f'tools/{osp.basename(__file__)}',
+                                     description=__doc__.splitlines()[0])
     parser.add_argument('config', help='train config file path')
     parser.add_argument('--work-dir', help='where to save logs and checkpoints')
     parser.add_argument('--amp', action='store_true',
@@ -23,7 +24,7 @@ def parse_args(argv=None):
     parser.add_argument('--resume', nargs='?', type=str, const='auto',
                         help='resume from CKPT, or from the last checkpoint of the work '
                         'dir when no file is given')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+    parser.add_argument('--cfg-options', nargs='+', action=CfgOptionsAction,
                         help='override config settings, e.g. train_cfg.max_iters=10')
     parser.add_argument('--launcher', choices=LAUNCHERS, default='none',
                         help='job launcher')
@@ -57,6 +58,7 @@ def main(argv=None):
         if cfg.get('load_from') and not cfg.get('resume'):
             launch.check_checkpoint(cfg.load_from, 'load_from')
         launch.add_weights_only_checkpoints(cfg)
+        launch.use_atomic_checkpoints(cfg)
         launch.setup_cpu_distributed(cfg, args.launcher)
     except launch.ConfigError as e:
         sys.exit(f'tools/train.py: error: {e}')

@@ -76,5 +76,7 @@ train_cfg = dict(by_epoch=True, max_epochs=300, val_interval=1)
 # lr 1e-3 belongs to batch 1024; --auto-scale-lr rescales it to the real batch
 auto_scale_lr = dict(base_batch_size=1024)
 
-default_hooks = dict(checkpoint=dict(type='CheckpointHook', interval=1,
+# AtomicCheckpointHook (mmsmlp): CheckpointHook whose checkpoints are never
+# half-written and whose old checkpoints are removed only after the new one is complete
+default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook', interval=1,
                                      max_keep_ckpts=3))

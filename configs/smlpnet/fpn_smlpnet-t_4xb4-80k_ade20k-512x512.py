@@ -70,3 +70,7 @@ param_scheduler = [
          end=80000)
 ]
 auto_scale_lr = dict(enable=False, base_batch_size=16)
+# AtomicCheckpointHook (mmsmlp): the base's CheckpointHook, same arguments, whose
+# checkpoints are never half-written and whose old checkpoints are removed only
+# after the new one is complete
+default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))

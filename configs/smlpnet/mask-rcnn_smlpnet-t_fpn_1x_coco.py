@@ -32,3 +32,7 @@ optim_wrapper = dict(
             'mix_height.bias': dict(decay_mult=0.),
             'mix_width.bias': dict(decay_mult=0.),
         }))
+# AtomicCheckpointHook (mmsmlp): the base's CheckpointHook, same arguments, whose
+# checkpoints are never half-written and whose old checkpoints are removed only
+# after the new one is complete
+default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))

@@ -71,5 +71,7 @@ custom_hooks = [
     dict(type='EMAHook', momentum=4e-5, priority='ABOVE_NORMAL'),
     dict(type='WeightsOnlyCheckpointHook'),
 ]
-default_hooks = dict(checkpoint=dict(type='CheckpointHook', interval=1,
+# AtomicCheckpointHook (mmsmlp): CheckpointHook whose checkpoints are never
+# half-written and whose old checkpoints are removed only after the new one is complete
+default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook', interval=1,
                                      max_keep_ckpts=3))

@@ -81,3 +81,7 @@ optim_wrapper = dict(
 
 # 4 GPUs x 4 images; --auto-scale-lr rescales the lr for other batch sizes
 auto_scale_lr = dict(enable=False, base_batch_size=16)
+# AtomicCheckpointHook (mmsmlp): the base's CheckpointHook, same arguments, whose
+# checkpoints are never half-written and whose old checkpoints are removed only
+# after the new one is complete
+default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))

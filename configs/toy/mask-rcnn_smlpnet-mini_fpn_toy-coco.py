@@ -98,9 +98,11 @@ optim_wrapper = dict(
         }),
     clip_grad=dict(max_norm=10.))
 
+# AtomicCheckpointHook (mmsmlp): CheckpointHook whose checkpoints are never
+# half-written and whose old checkpoints are removed only after the new one is complete
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=20),
-    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=max_iters,
+    checkpoint=dict(type='AtomicCheckpointHook', by_epoch=False, interval=max_iters,
                     max_keep_ckpts=2))
 log_processor = dict(by_epoch=False)
 randomness = dict(seed=0)

@@ -104,7 +104,9 @@ val_cfg = dict()
 test_cfg = dict()
 auto_scale_lr = dict(base_batch_size=16)
 
+# AtomicCheckpointHook (mmsmlp): CheckpointHook whose checkpoints are never
+# half-written and whose old checkpoints are removed only after the new one is complete
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=15),
-    checkpoint=dict(type='CheckpointHook', interval=10, max_keep_ckpts=1))
+    checkpoint=dict(type='AtomicCheckpointHook', interval=10, max_keep_ckpts=1))
 randomness = dict(seed=0)

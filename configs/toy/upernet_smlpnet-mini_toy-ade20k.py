@@ -125,11 +125,13 @@ param_scheduler = [
     dict(type='PolyLR', power=1.0, eta_min=0.0, by_epoch=False, begin=50,
          end=max_iters)
 ]
+# AtomicCheckpointHook (mmsmlp): CheckpointHook whose checkpoints are never
+# half-written and whose old checkpoints are removed only after the new one is complete
 default_hooks = dict(
     timer=dict(type='IterTimerHook'),
     logger=dict(type='LoggerHook', interval=20, log_metric_by_epoch=False),
     param_scheduler=dict(type='ParamSchedulerHook'),
-    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=max_iters,
+    checkpoint=dict(type='AtomicCheckpointHook', by_epoch=False, interval=max_iters,
                     max_keep_ckpts=2),
     sampler_seed=dict(type='DistSamplerSeedHook'),
     visualization=dict(type='SegVisualizationHook'))

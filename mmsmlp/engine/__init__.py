@@ -1,8 +1,8 @@
-from .hooks import WeightsOnlyCheckpointHook
+from .hooks import AtomicCheckpointHook, WeightsOnlyCheckpointHook
 from .model_wrappers import CPUDistributedDataParallel
 from .optimizers import LayerDecayOptimWrapperConstructor
 
 __all__ = [
-    'WeightsOnlyCheckpointHook', 'CPUDistributedDataParallel',
+    'AtomicCheckpointHook', 'WeightsOnlyCheckpointHook', 'CPUDistributedDataParallel',
     'LayerDecayOptimWrapperConstructor'
 ]

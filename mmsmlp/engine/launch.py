@@ -1,13 +1,14 @@
 """What ``tools/train.py`` and ``tools/test.py`` share: reading a config of any of
 mmdet / mmseg / mmpretrain, checking the files it names before anything is written,
 and adapting it to the command line (work dir, AMP, resume, CPU distributed runs)."""
+import argparse
 import json
 import os
 import os.path as osp
 from typing import Iterable, List, Optional
 
 import torch
-from mmengine.config import Config, ConfigDict
+from mmengine.config import Config, ConfigDict, DictAction
 
 SUPPORTED_SCOPES = ('mmdet', 'mmseg', 'mmpretrain')
 LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
@@ -18,8 +19,10 @@ class ConfigError(Exception):
 
 
 def check_checkpoint(path: str, what: str):
-    """Refuse a checkpoint that cannot be loaded safely, before a Runner starts:
-    missing, empty, truncated, or needing Python objects other than tensors."""
+    """Refuse a local checkpoint that cannot be loaded, before a Runner starts:
+    missing, empty, truncated, corrupt (a record that fails its CRC-32), or
+    refused for safety (see :func:`mmsmlp.utils.read_checkpoint`). URLs are read
+    (and downloaded) by the Runner, through the same reader."""
     from mmsmlp.utils import CheckpointError, read_checkpoint
     if '://' in path:
         return
@@ -27,6 +30,29 @@ def check_checkpoint(path: str, what: str):
         read_checkpoint(path)
     except (CheckpointError, OSError) as e:
         raise ConfigError(f'{what}: {e}') from e
+
+
+def _cfg_option_error(option: str) -> Optional[str]:
+    """Why a ``--cfg-options`` item (``key=value``) is malformed, or None."""
+    key = option.split('=', 1)[0] if '=' in option else ''
+    if not key or '' in key.split('.'):
+        return (f'{option!r} is not of the form key=value with a dotted key '
+                '(e.g. train_cfg.max_iters=10)')
+    return None
+
+
+class CfgOptionsAction(DictAction):
+    """mmengine's ``DictAction`` for ``--cfg-options``, whose items must be
+    ``key=value``: a malformed one is an argparse error naming it (usage, then
+    ``PROG: error: argument --cfg-options: ...``, exit code 2) instead of a
+    traceback from inside argparse."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        for option in values or ():
+            problem = _cfg_option_error(option)
+            if problem:
+                raise argparse.ArgumentError(self, problem)
+        super().__call__(parser, namespace, values, option_string)
 
 
 def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
@@ -39,7 +65,24 @@ def load_config(path: str, cfg_options: Optional[dict] = None) -> Config:
     except Exception as e:  # syntax errors, missing _base_ files, bad imports
         raise ConfigError(f'cannot read config {path!r}: {type(e).__name__}: {e}') from e
     if cfg_options:
-        cfg.merge_from_dict(cfg_options)
+        for key, value in cfg_options.items():
+            problem = _cfg_option_error(f'{key}={value}')
+            if problem:
+                raise ConfigError(f'--cfg-options: {problem}')
+        try:
+            cfg.merge_from_dict(cfg_options)
+        except Exception as e:  # a key through a number, a list index too large
+            # the config is left as it was: apply the items one by one to name
+            # the first that fails (this run stops here anyway)
+            what = cfg_options
+            for key, value in cfg_options.items():
+                try:
+                    cfg.merge_from_dict({key: value})
+                except Exception as item_err:
+                    what, e = f'{key}={value!r}', item_err
+                    break
+            raise ConfigError(f'--cfg-options {what} cannot be applied to config '
+                              f'{path!r}: {type(e).__name__}: {e}') from e
     scope = cfg.get('default_scope')
     if scope not in SUPPORTED_SCOPES:
         raise ConfigError(f'config {path!r} has default_scope={scope!r}; the tools '
@@ -117,8 +160,13 @@ def check_dataset_files(cfg: Config, loaders: Iterable[str]) -> List[str]:
 
 
 def _check_annotation_file(path: str, key: str):
+    """Refuse an annotation file that is missing, empty, not JSON (``.json``), or
+    a COCO file without images or categories (an empty dataset, which mmdet
+    would only report once the Runner has started)."""
     if not osp.isfile(path):
         raise ConfigError(f'{key}: annotation file {path!r} does not exist')
+    if os.path.getsize(path) == 0:
+        raise ConfigError(f'{key}: annotation file {path!r} is empty (0 bytes)')
     if path.endswith('.json'):
         try:
             with open(path, encoding='utf-8') as f:
@@ -132,8 +180,12 @@ def _check_annotation_file(path: str, key: str):
             if missing:
                 raise ConfigError(f'{key}: COCO annotation file {path!r} lacks the '
                                   f'lists {missing}')
-    elif os.path.getsize(path) == 0:
-        raise ConfigError(f'{key}: annotation file {path!r} is empty')
+            why = {'images': 'no image to train or test on',
+                   'categories': "no category for the config's classes to match"}
+            empty = [f'{k!r} list is empty ({why[k]})' for k in why if not data[k]]
+            if empty:
+                raise ConfigError(f'{key}: COCO annotation file {path!r} would give '
+                                  f'an empty dataset: its {" and its ".join(empty)}')
 
 
 def enable_amp(cfg: Config):
@@ -150,13 +202,17 @@ def enable_amp(cfg: Config):
 
 
 def latest_loadable_checkpoint(work_dir: str) -> Optional[str]:
-    """The newest checkpoint of ``work_dir`` that loads (``weights_only=True``).
+    """The newest checkpoint of ``work_dir`` that :func:`mmsmlp.utils.read_checkpoint`
+    loads.
 
     A run killed while writing a checkpoint leaves a truncated file (mmengine
-    writes in place) or an empty ``last_checkpoint``; those are skipped, with a
-    warning naming them, in favour of the previous complete one.
+    writes in place) or an empty ``last_checkpoint``; those, and files that are
+    corrupt or refused for safety, are skipped, with a warning naming them and
+    why, in favour of the previous loadable one.
     """
     from mmengine.logging import print_log
+
+    from mmsmlp.utils import CheckpointError, read_checkpoint
     if not osp.isdir(work_dir):
         return None
     candidates = []
@@ -175,25 +231,64 @@ def latest_loadable_checkpoint(work_dir: str) -> Optional[str]:
             continue
         seen.add(path)
         try:
-            torch.load(path, map_location='cpu', weights_only=True)
+            read_checkpoint(path)
             return path
-        except Exception as e:  # truncated, corrupt or unsafe: try an older one
-            print_log(f'skipping checkpoint {path!r} for --resume: it cannot be '
-                      f'loaded ({type(e).__name__}: {str(e).splitlines()[0][:200]})',
+        except (CheckpointError, OSError) as e:  # truncated, corrupt, unsafe
+            print_log(f'skipping checkpoint {path!r} for --resume: {e}',
                       logger='current', level=30)
     return None
 
 
+def _nothing_to_resume(work_dir: str, what: str) -> ConfigError:
+    """The error for an auto-resume that finds no loadable checkpoint: it names the
+    work dir and what is in it."""
+    from mmsmlp.engine.hooks import partial_files
+    start_anew = ('drop --resume to start a new run' if what == '--resume' else
+                  'set resume=False to start a new run, or load_from to the '
+                  'checkpoint to resume from')
+    if not osp.isdir(work_dir):
+        return ConfigError(f'{what}: work dir {work_dir!r} does not exist, so there '
+                           f'is no checkpoint to resume from (check --work-dir, or '
+                           f'{start_anew})')
+    unloadable = sorted(f for f in os.listdir(work_dir) if f.endswith('.pth'))
+    partial = [osp.basename(p) for p in partial_files(work_dir)]
+    if unloadable:
+        found = (f'only checkpoints that cannot be loaded (truncated, corrupt or '
+                 f'unsafe; the warnings above say why): {unloadable}')
+    elif partial:
+        found = (f'no checkpoint, only unfinished writes of an interrupted run: '
+                 f'{partial}')
+    else:
+        found = 'no checkpoint (*.pth)'
+    return ConfigError(f'{what}: work dir {work_dir!r} holds {found}; nothing to '
+                       f'resume from ({start_anew})')
+
+
 def set_resume(cfg: Config, resume: Optional[str]):
-    """``--resume`` alone resumes from the newest complete checkpoint of the work
-    dir (a fresh start if there is none), ``--resume PATH`` from that file."""
+    """``--resume`` alone (``resume='auto'``) resumes from the newest complete
+    checkpoint of the work dir, ``--resume PATH`` from that file; without the
+    option, a config's ``resume=True`` does the same (from its ``load_from``, or
+    the work dir's newest complete checkpoint when it has none).
+
+    Raises :class:`ConfigError`, before anything is written, when there is nothing
+    to resume from (no work dir, no checkpoint, only unloadable ones) or the file
+    named cannot be loaded: a resume never silently becomes a new run.
+    """
     if resume is None:
-        return
+        if not cfg.get('resume'):
+            return
+        if cfg.get('load_from'):
+            check_checkpoint(cfg.load_from, 'load_from (with resume=True)')
+            return
+        resume, what = 'auto', 'resume=True in the config (without load_from)'
+    else:
+        what = '--resume'
     if resume == 'auto':
         ckpt = latest_loadable_checkpoint(cfg.work_dir)
-        if ckpt is not None:  # otherwise a fresh start (with the config's load_from)
-            cfg.resume = True
-            cfg.load_from = ckpt
+        if ckpt is None:
+            raise _nothing_to_resume(cfg.work_dir, what)
+        cfg.resume = True
+        cfg.load_from = ckpt
     else:
         if not osp.isfile(resume):
             raise ConfigError(f'--resume {resume!r}: checkpoint file does not exist')
@@ -231,3 +326,15 @@ def add_weights_only_checkpoints(cfg: Config):
                                  'mmsmlp.WeightsOnlyCheckpointHook') for h in hooks):
         hooks.append(dict(type='WeightsOnlyCheckpointHook'))
     cfg.custom_hooks = hooks
+
+
+def use_atomic_checkpoints(cfg: Config):
+    """Save through :class:`mmsmlp.engine.AtomicCheckpointHook` where the config
+    uses mmengine's plain ``CheckpointHook`` (its arguments are kept): checkpoints
+    are then never half-written, and old ones are removed only after the new one is
+    complete. Other checkpoint hooks are left as they are."""
+    from mmengine.hooks import CheckpointHook
+    hook = (cfg.get('default_hooks') or {}).get('checkpoint')
+    if isinstance(hook, dict) and (hook.get('type') is CheckpointHook or hook.get(
+            'type') in ('CheckpointHook', 'mmengine.CheckpointHook')):
+        hook['type'] = 'AtomicCheckpointHook'

@@ -140,3 +140,42 @@ def test_amp_without_gpu(toy_coco, tmp_path):
     res = run([sys.executable, 'tools/train.py', CONFIG, '--amp', '--work-dir', work,
                '--cfg-options'] + overrides(toy_coco))
     _assert_refused(res, '--amp needs a CUDA device', work=work)
+
+
+@pytest.mark.parametrize('tool', ['tools/train.py', 'tools/test.py'])
+@pytest.mark.parametrize('option', ['foo', '=3', 'train_cfg..max_iters=3'])
+def test_cfg_option_not_key_value(tool, option, tmp_path):
+    work = str(tmp_path / 'work')
+    ckpt = [str(tmp_path / 'x.pth')] if tool == 'tools/test.py' else []
+    res = run([sys.executable, tool, CONFIG] + ckpt + [
+        '--work-dir', work, '--cfg-options', 'train_cfg.max_iters=2', option])
+    assert res.returncode == 2  # an argparse error, with the usage above it
+    _assert_refused(res, f'{osp.basename(tool)}: error: argument --cfg-options: '
+                    f"{option!r} is not of the form key=value", work=work)
+    assert res.stderr.startswith('usage:')
+
+
+def test_cfg_option_that_cannot_be_applied(tmp_path):
+    work = str(tmp_path / 'work')
+    res = run([sys.executable, 'tools/train.py', CONFIG, '--work-dir', work,
+               '--cfg-options', 'train_cfg.max_iters.foo=1'])
+    _assert_refused(res, 'tools/train.py: error: --cfg-options train_cfg.max_iters.foo=1 '
+                    'cannot be applied to config', 'mask-rcnn_smlpnet-mini',
+                    'max_iters is a dict in the child config', work=work)
+
+
+@pytest.mark.parametrize('content,words', [
+    (json.dumps({'images': [], 'annotations': [], 'categories': []}),
+     ["would give an empty dataset: its 'images' list is empty",
+      "its 'categories' list is empty"]),
+    ('', ['is empty (0 bytes)']),
+])
+def test_empty_annotation_file(toy_coco, tmp_path, content, words):
+    empty = tmp_path / 'empty.json'
+    empty.write_text(content)
+    work = str(tmp_path / 'work')
+    res = run([sys.executable, 'tools/train.py', CONFIG, '--work-dir', work,
+               '--cfg-options'] + overrides(toy_coco) +
+              [f'train_dataloader.dataset.ann_file={empty}'])
+    _assert_refused(res, 'tools/train.py: error: train_dataloader.dataset.ann_file',
+                    str(empty), *words, work=work)
