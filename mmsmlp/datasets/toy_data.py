@@ -73,7 +73,6 @@ import math
 import os
 import os.path as osp
 import re
-import shutil
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Pattern, Sequence, Tuple, Union
 

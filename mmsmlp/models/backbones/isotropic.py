@@ -28,12 +28,14 @@ import torch
 import torch.nn as nn
 import torch.utils.checkpoint as cp
 from mmengine.model import BaseModule
-from mmengine.utils import to_2tuple
 
 from mmsmlp.utils.compat import register_load_state_dict_pre_hook
 from ..utils.patch_embed import PatchEmbed
-from ..utils.simple_pyramid import SimplePyramid
-from .base_backbone import MLPBackboneMixin, resolve_indices
+from ..utils.simple_pyramid import LayerNorm2d, SimplePyramid, build_norm_2d
+from ..utils.traced_size import traced_size
+from .base_backbone import (MLPBackboneMixin, _is_int, check_bool, check_norm_cfg,
+                            check_positive_int, check_rate, check_size,
+                            resolve_indices)
 
 PYRAMID_STRIDES = (4, 8, 16, 32)
 PYRAMID_CFG_KEYS = ('out_channels', 'norm_cfg', 'act_cfg', 'out_norm')
@@ -66,25 +68,13 @@ class IsotropicMLPBackbone(MLPBackboneMixin, BaseModule):
             list[float]: the drop-path rate of each block (0 to ``drop_path_rate``).
         """
         self._name = name
-        for key, value in (('embed_dims', embed_dims), ('num_blocks', num_blocks),
-                           ('patch_size', patch_size)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f'{name}: {key}={value!r} must be a positive int')
-        if not isinstance(in_channels, int) or in_channels < 1:
-            raise ValueError(f'{name}: in_channels={in_channels!r} must be a '
-                             'positive int')
-        if not 0 <= drop_path_rate < 1:
-            raise ValueError(f'{name}: drop_path_rate={drop_path_rate} must be in '
-                             '[0, 1)')
-        self.embed_dims = embed_dims
-        self.num_blocks = num_blocks
-        self.patch_size = patch_size
-        self.in_channels = in_channels
-        self.with_cp = with_cp
-        self.img_size = to_2tuple(img_size)
-        if min(self.img_size) < self.min_input_size:
-            raise ValueError(f'{name}: img_size={img_size} must be at least '
-                             f'{self.min_input_size}')
+        self.embed_dims = check_positive_int(name, 'embed_dims', embed_dims)
+        self.num_blocks = check_positive_int(name, 'num_blocks', num_blocks)
+        self.patch_size = check_positive_int(name, 'patch_size', patch_size)
+        self.in_channels = check_positive_int(name, 'in_channels', in_channels)
+        check_rate(name, 'drop_path_rate', drop_path_rate)
+        self.with_cp = check_bool(name, 'with_cp', with_cp)
+        self.img_size = check_size(name, 'img_size', img_size, self.min_input_size)
         self.patch_embed = PatchEmbed(in_channels, embed_dims, patch_size,
                                       norm_cfg=patch_norm_cfg)
         #: token grid (h, w) of the reference input size ``img_size``
@@ -99,7 +89,7 @@ class IsotropicMLPBackbone(MLPBackboneMixin, BaseModule):
         and apply ``frozen_stages``. Sets ``out_indices``, ``num_features`` (the
         channels of each output) and ``out_strides``."""
         name, n = self._name, self.num_blocks
-        self.with_pyramid = bool(with_pyramid)
+        self.with_pyramid = check_bool(name, 'with_pyramid', with_pyramid)
         self.pyramid = None
         if not self.with_pyramid:
             if pyramid_cfg or pyramid_blocks != -1:
@@ -119,7 +109,7 @@ class IsotropicMLPBackbone(MLPBackboneMixin, BaseModule):
             blocks = [pyramid_blocks] * levels if isinstance(pyramid_blocks, int) \
                 else list(pyramid_blocks)
             if len(blocks) != levels or not all(
-                    isinstance(b, int) and -n <= b < n for b in blocks):
+                    _is_int(b) and -n <= b < n for b in blocks):
                 raise ValueError(
                     f'{name}: pyramid_blocks={pyramid_blocks!r} must be one block '
                     f'index or {levels} of them (one per pyramid level), each in '
@@ -142,6 +132,15 @@ class IsotropicMLPBackbone(MLPBackboneMixin, BaseModule):
             if unknown:
                 raise ValueError(f'{name}: pyramid_cfg has unknown keys {unknown}; '
                                  f'accepted: {list(PYRAMID_CFG_KEYS)}')
+            if 'norm_cfg' in pyramid_cfg:
+                check_norm_cfg(
+                    name, 'pyramid_cfg.norm_cfg', pyramid_cfg['norm_cfg'],
+                    self.embed_dims,
+                    (nn.BatchNorm2d, nn.SyncBatchNorm, nn.GroupNorm, LayerNorm2d),
+                    "accepted: type 'BN', 'SyncBN', 'GN' (with num_groups) or 'LN' "
+                    '(a LayerNorm over the channels of each position): the pyramid '
+                    'normalises (B, C, H, W) maps per channel or position',
+                    build=build_norm_2d)
             self.pyramid = SimplePyramid(
                 self.embed_dims, scales=scales, out_indices=self.out_indices,
                 **pyramid_cfg)
@@ -151,11 +150,21 @@ class IsotropicMLPBackbone(MLPBackboneMixin, BaseModule):
 
         self._check_frozen_stages(frozen_stages, n)
         self.frozen_stages = frozen_stages
-        self.norm_eval = norm_eval
+        self.norm_eval = check_bool(name, 'norm_eval', norm_eval)
         register_load_state_dict_pre_hook(self, self._check_checkpoint_shapes)
         self._freeze_stages()
 
     # ------------------------------------------------------------------ forward
+    def _norm_groups(self):
+        """The pyramid levels at strides of at least the patch (identity or max
+        pooling of the patch grid) run their norm on a map of that stride; finer
+        levels are upsampled (at least 2x2)."""
+        if self.pyramid is None:
+            return
+        for i, stride in zip(self.out_indices, self.out_strides):
+            if stride >= self.patch_size:
+                yield stride, f'pyramid level {i}', (self.pyramid.levels[str(i)], )
+
     def _run_block(self, block: nn.Module, x: torch.Tensor) -> torch.Tensor:
         if self.with_cp and x.requires_grad:
             return cp.checkpoint(block, x, use_reentrant=False)
@@ -167,7 +176,7 @@ class IsotropicMLPBackbone(MLPBackboneMixin, BaseModule):
         mode, ``p`` = patch size) or one ``(B, C_i, ceil(H / s_i), ceil(W /
         s_i))`` map per pyramid level ``i`` (``s_i = 4 * 2**i``)."""
         self._check_input(x)
-        height, width = x.shape[2], x.shape[3]
+        height, width = traced_size(x, 2), traced_size(x, 3)
         x = self.patch_embed(x).permute(0, 2, 3, 1).contiguous()  # (B, h, w, C)
         feats = {}
         last = self.num_blocks - 1
@@ -180,8 +189,11 @@ class IsotropicMLPBackbone(MLPBackboneMixin, BaseModule):
                 break  # later blocks cannot change any output
         if self.pyramid is None:
             return tuple(feats[i].contiguous() for i in self.out_indices)
-        # integer arithmetic on the input sizes (exact, and symbolic when traced)
-        sizes = [(-(-height // s), -(-width // s)) for s in self.out_strides]
+        # ceil(n / s) in integer arithmetic on the input sizes (exact, symbolic when
+        # traced), on non-negative numbers only: ONNX divides integers rounding
+        # towards zero, so -(-n // s) would become floor(n / s) in an exported graph
+        sizes = [((height + s - 1) // s, (width + s - 1) // s)
+                 for s in self.out_strides]
         return self.pyramid([feats[b] for b in self._level_blocks], sizes)
 
     # ----------------------------------------------------------------- switches

@@ -20,7 +20,8 @@ from timm.layers import Mlp
 
 from mmsmlp.registry import MODELS
 from ..utils.token_mixing import TokenMixing
-from .base_backbone import init_cfg_from_pretrained, resolve_arch
+from .base_backbone import (check_mlp_ratio, check_positive_number,
+                            init_cfg_from_pretrained, resolve_arch)
 from .isotropic import IsotropicMLPBackbone
 
 
@@ -208,12 +209,12 @@ class ResMLP(IsotropicMLPBackbone):
         dpr = self._build_embedding(
             'ResMLP', settings['embed_dims'], settings['num_blocks'],
             settings['patch_size'], img_size, in_channels, drop_path_rate, with_cp)
-        self.mlp_ratio = settings['mlp_ratio']
-        if not self.mlp_ratio > 0:
-            raise ValueError(f'ResMLP: mlp_ratio={self.mlp_ratio} must be > 0')
+        self.mlp_ratio = check_mlp_ratio('ResMLP', settings['mlp_ratio'],
+                                         self.embed_dims)
         self.layer_scale_init = settings['layer_scale_init']
         if self.layer_scale_init is None:
             self.layer_scale_init = default_layer_scale(self.num_blocks)
+        check_positive_number('ResMLP', 'layer_scale_init', self.layer_scale_init)
         self.blocks = ModuleList([
             ResMLPBlock(self.embed_dims, self.grid_size, self.mlp_ratio,
                         self.layer_scale_init, rate, act_cfg, interpolate_mode)

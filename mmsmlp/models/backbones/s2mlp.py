@@ -16,6 +16,7 @@ from functools import partial
 from typing import Optional, Sequence, Tuple, Union
 
 import torch
+import torch.fx
 import torch.nn as nn
 from mmcv.cnn import build_activation_layer, build_norm_layer
 from mmcv.cnn.bricks import DropPath
@@ -23,10 +24,14 @@ from mmengine.model import ModuleList
 from timm.layers import Mlp
 
 from mmsmlp.registry import MODELS
-from .base_backbone import init_cfg_from_pretrained, resolve_arch
+from ..utils.traced_size import traced_size
+from .base_backbone import (check_bool, check_mlp_ratio, check_norm_cfg,
+                            check_positive_int, init_cfg_from_pretrained,
+                            resolve_arch)
 from .isotropic import IsotropicMLPBackbone
 
 
+@torch.fx.wrap  # a leaf for torch.fx: its input check runs with the graph
 def spatial_shift(x: torch.Tensor) -> torch.Tensor:
     """The S2-MLP spatial shift of a channels-last map, out of place.
 
@@ -48,8 +53,11 @@ def spatial_shift(x: torch.Tensor) -> torch.Tensor:
     if x.dim() != 4:
         raise ValueError(f'spatial_shift: input must be (B, H, W, C), got shape '
                          f'{tuple(x.shape)}')
-    c = x.shape[-1]
-    g1, g2, g3, g4 = torch.tensor_split(x, (c // 4, c // 2, 3 * c // 4), dim=-1)
+    c = traced_size(x, -1)
+    # slices, not torch.tensor_split: the TorchScript-based ONNX exporter writes a
+    # Tile that onnxruntime refuses for tensor_split with a dynamic spatial size
+    g1, g2 = x[..., :c // 4], x[..., c // 4:c // 2]
+    g3, g4 = x[..., c // 2:3 * c // 4], x[..., 3 * c // 4:]
     right = torch.cat([g1[:, :, :1], g1[:, :, :-1]], dim=2)
     left = torch.cat([g2[:, :, 1:], g2[:, :, -1:]], dim=2)
     down = torch.cat([g3[:, :1], g3[:, :-1]], dim=1)
@@ -217,13 +225,21 @@ class S2MLP(IsotropicMLPBackbone):
         settings = resolve_arch(
             'S2MLP', arch, self.arch_zoo, required=('embed_dims', 'num_blocks'),
             optional=dict(patch_size=16, mlp_ratio=4))
+        for arg, value in (('patch_norm', patch_norm), ('final_norm', final_norm)):
+            check_bool('S2MLP', arg, value)
+        # before the patch embedding builds its norm
+        check_norm_cfg(
+            'S2MLP', 'norm_cfg', norm_cfg,
+            check_positive_int('S2MLP', 'embed_dims', settings['embed_dims']),
+            (nn.LayerNorm, ), "accepted: dict(type='LN') (an nn.LayerNorm): "
+            "S2-MLP's norms normalise the channels of each token of (B, H, W, C) "
+            'maps, their last dimension', exact=True)
         dpr = self._build_embedding(
             'S2MLP', settings['embed_dims'], settings['num_blocks'],
             settings['patch_size'], img_size, in_channels, drop_path_rate, with_cp,
             patch_norm_cfg=norm_cfg if patch_norm else None)
-        self.mlp_ratio = settings['mlp_ratio']
-        if not self.mlp_ratio > 0:
-            raise ValueError(f'S2MLP: mlp_ratio={self.mlp_ratio} must be > 0')
+        self.mlp_ratio = check_mlp_ratio('S2MLP', settings['mlp_ratio'],
+                                         self.embed_dims)
         self.blocks = ModuleList([
             S2MLPBlock(self.embed_dims, self.mlp_ratio, rate, norm_cfg, act_cfg)
             for rate in dpr

@@ -10,7 +10,6 @@ import torch.utils.checkpoint as cp
 from mmcv.cnn import build_activation_layer, build_norm_layer
 from mmcv.cnn.bricks import DropPath
 from mmengine.model import BaseModule, ModuleList
-from mmengine.utils import to_2tuple
 from timm.layers import Mlp
 from torch.nn.modules.batchnorm import _BatchNorm
 
@@ -18,7 +17,9 @@ from mmsmlp.registry import MODELS
 from mmsmlp.utils.compat import register_load_state_dict_pre_hook
 from ..utils.patch_embed import PatchEmbed
 from ..utils.token_mixing import TokenMixing
-from .base_backbone import (MLPBackboneMixin, init_cfg_from_pretrained,
+from .base_backbone import (MLPBackboneMixin, check_bool, check_int_list,
+                            check_mlp_ratio, check_norm_cfg, check_positive_int,
+                            check_rate, check_size, init_cfg_from_pretrained,
                             resolve_arch, resolve_indices)
 
 
@@ -76,7 +77,8 @@ class SparseMLP(nn.Module):
         if self.fuse_mode == 'concat':
             return self.fuse(torch.cat(branches, dim=-1))
         if self.fuse_mode == 'weighted_sum':
-            return sum(b * wt for b, wt in zip(branches, self.fuse_weight))
+            # rows by index: torch.fx cannot iterate a traced parameter
+            return sum(b * self.fuse_weight[i] for i, b in enumerate(branches))
         return sum(branches)
 
 
@@ -317,40 +319,52 @@ class SMLPNet(MLPBackboneMixin, BaseModule):
         settings = resolve_arch('SMLPNet', arch, self.arch_zoo,
                                 required=('embed_dims', 'depths'),
                                 optional=dict(mlp_ratio=3))
-        self.embed_dims = int(settings['embed_dims'])
-        self.depths = [int(d) for d in settings['depths']]
-        self.mlp_ratio = settings['mlp_ratio']
-        if self.embed_dims < 1 or not self.depths or min(self.depths) < 1:
-            raise ValueError(f'SMLPNet: arch {settings} needs embed_dims >= 1 and '
-                             'a non-empty list of depths >= 1')
+        name = 'SMLPNet'
+        self.embed_dims = check_positive_int(name, 'embed_dims', settings['embed_dims'])
+        self.depths = check_int_list(name, 'depths', settings['depths'])
+        self.mlp_ratio = check_mlp_ratio(name, settings['mlp_ratio'], self.embed_dims)
         self.num_stages = len(self.depths)
-        if not 0 <= drop_path_rate < 1:
-            raise ValueError(f'SMLPNet: drop_path_rate={drop_path_rate} must be '
-                             'in [0, 1)')
-        self.in_channels = in_channels
-        self.img_size = to_2tuple(img_size)
-        if min(self.img_size) < self.min_input_size:
-            raise ValueError(f'SMLPNet: img_size={img_size} must be at least '
-                             f'{self.min_input_size}')
-        self.out_indices = resolve_indices('SMLPNet', out_indices, self.num_stages)
+        check_rate(name, 'drop_path_rate', drop_path_rate)
+        self.in_channels = check_positive_int(name, 'in_channels', in_channels)
+        self.img_size = check_size(name, 'img_size', img_size, self.min_input_size)
+        self.out_indices = resolve_indices(name, out_indices, self.num_stages)
         self._check_frozen_stages(frozen_stages, self.num_stages)
         self.frozen_stages = frozen_stages
-        self.norm_eval = norm_eval
+        self.norm_eval = check_bool(name, 'norm_eval', norm_eval)
+        for arg, value in (('with_cp', with_cp), ('local_mix', local_mix),
+                           ('identity_branch', identity_branch)):
+            check_bool(name, arg, value)
+        check_norm_cfg(
+            name, 'norm_cfg', norm_cfg, self.embed_dims,
+            (nn.BatchNorm2d, nn.SyncBatchNorm),
+            "accepted: dict(type='BN') or dict(type='SyncBN') (a BatchNorm2d or "
+            "SyncBatchNorm): sMLPNet's token-mixing and output norms are "
+            'BatchNorms, whose running statistics ImageNet checkpoints hold, '
+            'which norm_eval and frozen_stages keep in eval mode and which '
+            'switch_to_deploy folds into the depthwise conv')
+        check_norm_cfg(
+            name, 'channel_norm_cfg', channel_norm_cfg, self.embed_dims,
+            (nn.LayerNorm, ), "accepted: dict(type='LN') (an nn.LayerNorm): the "
+            'channel MLP normalises the channels of each token of a (B, H, W, C) '
+            'map, its last dimension', exact=True)
 
         self.patch_embed = PatchEmbed(in_channels, self.embed_dims, self.patch_size,
                                       bias=False)
         grid = tuple(math.ceil(s / self.patch_size) for s in self.img_size)  # 56, 56
 
-        smlp_stages = range(self.num_stages) if smlp_stages is None else \
-            resolve_indices('SMLPNet', list(smlp_stages), self.num_stages,
-                            arg='smlp_stages') if len(smlp_stages) else ()
+        if smlp_stages is None:
+            smlp_stages = range(self.num_stages)
+        elif not (isinstance(smlp_stages, (list, tuple)) and len(smlp_stages) == 0):
+            smlp_stages = resolve_indices(name, smlp_stages, self.num_stages,
+                                          arg='smlp_stages')
         if not local_mix and len(smlp_stages) < self.num_stages:
             raise ValueError(f'SMLPNet: local_mix=False with smlp_stages='
                              f'{tuple(smlp_stages)} leaves stages without token mixing')
         smlp_cfg = dict(fuse_mode=fuse_mode, branch_mode=branch_mode,
                         identity=identity_branch)
 
-        dpr = torch.linspace(0, drop_path_rate, sum(self.depths)).tolist()
+        # on the CPU: a default-device context (timm's device='meta') has no values
+        dpr = torch.linspace(0, drop_path_rate, sum(self.depths), device='cpu').tolist()
         block_cfg = dict(local_mix=local_mix, smlp_cfg=smlp_cfg,
             mlp_ratio=self.mlp_ratio, norm_cfg=norm_cfg,
             channel_norm_cfg=channel_norm_cfg, act_cfg=act_cfg,
@@ -377,7 +391,7 @@ class SMLPNet(MLPBackboneMixin, BaseModule):
             normed = resolve_indices('SMLPNet', out_norm, self.num_stages,
                                      arg='out_norm')
             if not set(normed) <= set(self.out_indices):
-                raise ValueError(f'SMLPNet: out_norm={tuple(out_norm)} names stages '
+                raise ValueError(f'SMLPNet: out_norm={out_norm!r} names stages '
                                  f'that are not in out_indices={self.out_indices}')
         for i in self.out_indices:
             norm = build_norm_layer(norm_cfg, self.num_features[i])[1] \
@@ -386,6 +400,12 @@ class SMLPNet(MLPBackboneMixin, BaseModule):
 
         register_load_state_dict_pre_hook(self, self._check_checkpoint_shapes)
         self._freeze_stages()
+
+    def _norm_groups(self):
+        """Stage ``i`` and its output norm run on a stride ``4 * 2**i`` map."""
+        for i, stage in enumerate(self.stages):
+            yield (self.patch_size * 2**i, f'stage {i}',
+                   (stage, getattr(self, f'norm{i}', None)))
 
     def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
         """Checked input ``(B, in_channels, H, W)`` -> the patch-embedded map

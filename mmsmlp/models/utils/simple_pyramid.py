@@ -18,12 +18,19 @@ then a ``1 x 1`` convolution when the level must change the number of channels a
 the level has no transposed conv to do it, and an output norm (``out_norm``).
 """
 import math
+import numbers
 from typing import Optional, Sequence, Tuple, Union
 
 import torch
+import torch.fx
 import torch.nn as nn
+import torch.nn.functional as F
 from mmcv.cnn import build_activation_layer, build_norm_layer
 from mmengine.model import BaseModule, ModuleDict
+
+from mmsmlp.utils.compat import is_compiling
+from .patch_embed import pad_to_multiple
+from .traced_size import traced_size
 
 __all__ = ['SimplePyramid', 'LayerNorm2d', 'build_norm_2d']
 
@@ -67,6 +74,23 @@ def _log2_scale(scale) -> int:
     return int(k)
 
 
+class CornerMaxPool2d(nn.MaxPool2d):
+    """``nn.MaxPool2d(k, k, ceil_mode=True)``: a ``k x k`` max pooling with stride
+    ``k`` whose last window along each side may be partial (``ceil(n / k)``
+    outputs). Computed as a ``-inf`` padding of the bottom / right to multiples of
+    ``k`` (:func:`~mmsmlp.models.utils.pad_to_multiple`) and a plain pooling: the
+    same values, and a graph that exporters write for any input size (the
+    TorchScript-based ONNX exporter of torch 2.1 refuses ``ceil_mode`` on inputs
+    of unknown size)."""
+
+    def __init__(self, kernel_size: int):
+        super().__init__(kernel_size, kernel_size, ceil_mode=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        k = self.kernel_size
+        return F.max_pool2d(pad_to_multiple(x, k, value=float('-inf')), k, k)
+
+
 class PyramidLevel(nn.Module):
     """One level of :class:`SimplePyramid`: ``resample -> proj -> norm``.
 
@@ -91,7 +115,7 @@ class PyramidLevel(nn.Module):
                 layers.append(nn.ConvTranspose2d(channels, out_channels, 2, 2))
                 channels = out_channels
         elif k < 0:
-            layers.append(nn.MaxPool2d(2**-k, 2**-k, ceil_mode=True))
+            layers.append(CornerMaxPool2d(2**-k))
         self.resample = nn.Sequential(*layers) if layers else nn.Identity()
         needs_proj = k <= 0 and out_channels != in_channels
         self.proj = nn.Conv2d(in_channels, out_channels, 1, bias=not out_norm) \
@@ -101,6 +125,15 @@ class PyramidLevel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.norm(self.proj(self.resample(x)))
+
+
+@torch.fx.wrap
+def check_level_input(feat: torch.Tensor, level: int, in_channels: int):
+    """Refuse a level input that is not ``(B, in_channels, h, w)`` (a leaf for
+    ``torch.fx``: it runs when the traced graph runs)."""
+    if feat.dim() != 4 or feat.shape[1] != in_channels:
+        raise ValueError(f'SimplePyramid: input of level {level} has shape '
+                         f'{tuple(feat.shape)}; expected (B, {in_channels}, h, w)')
 
 
 class SimplePyramid(BaseModule):
@@ -193,16 +226,24 @@ class SimplePyramid(BaseModule):
                              f'{num} levels {self.out_indices}')
         outs = []
         for j, (i, feat) in enumerate(zip(self.out_indices, inputs)):
-            if feat.dim() != 4 or feat.shape[1] != self.in_channels:
-                raise ValueError(f'SimplePyramid: input of level {i} has shape '
-                                 f'{tuple(feat.shape)}; expected (B, '
-                                 f'{self.in_channels}, h, w)')
+            check_level_input(feat, i, self.in_channels)
             out = self.levels[str(i)](feat)
             if out_sizes is not None:
-                h, w = (int(s) for s in out_sizes[j])
-                if h > out.shape[2] or w > out.shape[3]:
+                h, w = out_sizes[j]
+                # concrete sizes are checked; traced or symbolic ones (export,
+                # torch.compile) stay in the graph: int() would bake them in
+                compiling = is_compiling()
+                if not compiling and isinstance(h, numbers.Integral) \
+                        and isinstance(w, numbers.Integral) \
+                        and (h > traced_size(out, 2) or w > traced_size(out, 3)):
                     raise ValueError(f'SimplePyramid: out_sizes[{j}]={(h, w)} is '
                                      f'larger than level {i} ({tuple(out.shape)})')
-                out = out[:, :, :h, :w]
+                if compiling:
+                    # a negative padding: a new tensor, whereas the layout of a
+                    # slice (contiguous or not) depends on whether the crop is
+                    # empty, which dynamo would guard on (one graph per pattern)
+                    out = F.pad(out, (0, w - out.shape[3], 0, h - out.shape[2]))
+                else:
+                    out = out[:, :, :h, :w]
             outs.append(out.contiguous())
         return tuple(outs)

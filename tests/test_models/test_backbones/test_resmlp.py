@@ -9,7 +9,6 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmsmlp.models import ResMLP
 from mmsmlp.models.backbones.resmlp import Affine, default_layer_scale
-from mmsmlp.models.utils import TokenMixing
 
 SMALL = dict(embed_dims=16, num_blocks=3, mlp_ratio=2)
 SIZES = [(224, 224), (513, 771), (65, 97)]
@@ -211,7 +210,7 @@ def test_params_and_flops_match_the_paper(arch):
     # the arithmetic on the traced size that computes it are left
     assert set(analyzer.unsupported_ops()) <= {'aten::add', 'aten::addcmul',
                                                'aten::mul', 'aten::gelu', 'aten::pad',
-                                               'aten::neg'}
+                                               'aten::neg', 'aten::sub'}
 
 
 def test_b24_params():
@@ -362,3 +361,90 @@ def test_missing_pretrained_file_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match=r'init_cfg checkpoint .*nope.pth.* '
                        'does not exist'):
         model.init_weights()
+
+
+@pytest.mark.parametrize('kwargs,error,match', [
+    (dict(arch=SMALL, img_size='224'), TypeError,
+     r"ResMLP: img_size='224' must be an int or a \(height, width\) pair of ints"),
+    (dict(arch=SMALL, img_size=(224, )), TypeError, 'got a tuple of length 1'),
+    (dict(arch=dict(SMALL, mlp_ratio='3')), TypeError,
+     "ResMLP: mlp_ratio='3' must be a positive number .*got str"),
+    (dict(arch=dict(SMALL, mlp_ratio=0)), ValueError, 'mlp_ratio=0 must be a positive'),
+    (dict(arch=dict(SMALL, embed_dims=16.9)), TypeError,
+     'embed_dims=16.9 must be a positive int, got float'),
+    (dict(arch=dict(SMALL, num_blocks='3')), TypeError, "num_blocks='3'.*got str"),
+    (dict(arch=dict(SMALL, patch_size=True)), TypeError, 'patch_size=True.*got bool'),
+    (dict(arch=dict(SMALL, layer_scale_init='1e-4')), TypeError,
+     "layer_scale_init='1e-4' must be a positive number"),
+    (dict(arch=SMALL, out_indices=True), TypeError,
+     r'ResMLP: out_indices=True is not accepted \(got bool\)'),
+    (dict(arch=SMALL, with_pyramid='yes'), TypeError,
+     "with_pyramid='yes' must be True or False"),
+    (dict(arch=SMALL, with_pyramid=True, pyramid_blocks=True), ValueError,
+     'pyramid_blocks=True must be one block index'),
+    (dict(arch=SMALL, with_pyramid=True, pyramid_cfg=dict(norm_cfg=dict(type='GN'))),
+     ValueError, r"pyramid_cfg.norm_cfg=\{'type': 'GN'\} is not accepted .*'GN' "
+     r'\(with num_groups\)'),
+    (dict(arch=SMALL, with_pyramid=True, pyramid_cfg=dict(norm_cfg=dict(type='BN1d'))),
+     ValueError, r'\(a BatchNorm1d\) is not accepted'),
+])
+def test_arguments_are_checked_not_coerced(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        ResMLP(**kwargs)
+
+
+def test_pyramid_norms_that_are_accepted():
+    for norm_cfg in (dict(type='BN'), dict(type='GN', num_groups=4), dict(type='LN')):
+        model = ResMLP(arch=SMALL, with_pyramid=True, pyramid_cfg=dict(norm_cfg=norm_cfg))
+        assert len(model(torch.randn(2, 3, 64, 64))) == 4
+
+
+def test_empty_batch_and_other_dtype_are_refused():
+    model = ResMLP(arch=SMALL)
+    with pytest.raises(ValueError, match=r'ResMLP: input has a batch of 0 images'):
+        model(torch.randn(0, 3, 64, 64))
+    x = torch.randn(2, 3, 64, 64)
+    with pytest.raises(TypeError, match=r'ResMLP: input dtype torch.bfloat16 does not '
+                       r"match the model's weights \(torch.float32\)"):
+        model(x.bfloat16())
+    with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16):
+        assert torch.isfinite(model(x.bfloat16())[0].float()).all()
+
+
+def test_batch_of_one_with_a_1x1_batchnorm_map_in_training():
+    x = torch.randn(1, 3, 32, 32)
+    bn = ResMLP(arch=SMALL, with_pyramid=True, pyramid_cfg=dict(norm_cfg=dict(type='BN')))
+    with pytest.raises(ValueError, match=r'ResMLP: a batch of 1 image of 32x32 leaves '
+                       r'one value per channel \(a 1x1 map at stride 32\) for the '
+                       r'BatchNorm layers of pyramid level 3'):
+        bn.train()(x)
+    assert bn.eval()(x)[3].shape == (1, 16, 1, 1)
+    # LayerNorms (the default) do not depend on the batch
+    assert ResMLP(arch=SMALL, with_pyramid=True).train()(x)[3].shape == (1, 16, 1, 1)
+    # without level 3, no BatchNorm sees a 1x1 map
+    three = ResMLP(arch=SMALL, with_pyramid=True, out_indices=(0, 1, 2),
+                   pyramid_cfg=dict(norm_cfg=dict(type='BN')))
+    assert three.train()(x)[2].shape == (1, 16, 2, 2)
+
+
+def test_init_cfg_empty_prefix_means_no_prefix(tmp_path):
+    src = _randomise(ResMLP(arch=SMALL))
+    path = tmp_path / 'backbone.pth'
+    torch.save(src.state_dict(), path)
+    dst = ResMLP(arch=SMALL, init_cfg=dict(type='Pretrained', checkpoint=str(path),
+                                           prefix=''))
+    dst.init_weights()
+    for k, v in src.state_dict().items():
+        torch.testing.assert_close(dst.state_dict()[k], v, msg=k)
+
+
+@pytest.mark.parametrize('with_pyramid', [False, True])
+def test_parameters_to_vector(with_pyramid):
+    model = ResMLP(arch=SMALL, with_pyramid=with_pyramid)
+    sum(o.mean() for o in model(torch.randn(2, 3, 64, 96))).backward()
+    params = [p for p in model.parameters() if p.grad is not None]
+    assert len(params) == len(list(model.parameters()))
+    vec = torch.nn.utils.parameters_to_vector(params)
+    assert vec.numel() == sum(p.numel() for p in params)
+    assert torch.isfinite(torch.nn.utils.parameters_to_vector(
+        [p.grad for p in params])).all()

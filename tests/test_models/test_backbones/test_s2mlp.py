@@ -184,7 +184,7 @@ def test_params_and_flops(arch):
     # the corner padding and the arithmetic on the traced size that computes it
     assert set(analyzer.unsupported_ops()) <= {
         'aten::add', 'aten::mul', 'aten::gelu', 'aten::tensor_split', 'aten::pad',
-        'aten::neg'}
+        'aten::neg', 'aten::sub'}
 
 
 # --------------------------------------------------------------------- switches
@@ -256,3 +256,53 @@ def test_bad_inputs(x, match):
         S2MLP(arch=SMALL)(x)
     with pytest.raises(ValueError, match='spatial_shift: input must be'):
         spatial_shift(torch.randn(4, 4, 4))
+
+
+@pytest.mark.parametrize('kwargs,error,match', [
+    (dict(arch=SMALL, img_size='224'), TypeError,
+     r"S2MLP: img_size='224' must be an int or a \(height, width\) pair of ints"),
+    (dict(arch=SMALL, img_size=(224, )), TypeError, 'got a tuple of length 1'),
+    (dict(arch=dict(SMALL, mlp_ratio='3')), TypeError,
+     "S2MLP: mlp_ratio='3' must be a positive number .*got str"),
+    (dict(arch=dict(SMALL, embed_dims=16.9)), TypeError,
+     'embed_dims=16.9 must be a positive int, got float'),
+    (dict(arch=SMALL, out_indices=True), TypeError,
+     r'S2MLP: out_indices=True is not accepted \(got bool\)'),
+    (dict(arch=SMALL, final_norm='False'), TypeError,
+     "final_norm='False' must be True or False"),
+    # the norms act on the last dimension of (B, H, W, C) maps: LayerNorm only
+    (dict(arch=SMALL, norm_cfg=dict(type='GN')), ValueError,
+     r"S2MLP: norm_cfg=\{'type': 'GN'\} is not accepted .*accepted: "
+     r"dict\(type='LN'\).*last dimension"),
+    (dict(arch=SMALL, norm_cfg=dict(type='BN')), ValueError,
+     r'\(a BatchNorm2d\) is not accepted'),
+])
+def test_arguments_are_checked_not_coerced(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        S2MLP(**kwargs)
+
+
+def test_empty_batch_other_dtype_and_batch_of_one():
+    model = S2MLP(arch=SMALL)
+    with pytest.raises(ValueError, match=r'S2MLP: input has a batch of 0 images'):
+        model(torch.randn(0, 3, 64, 64))
+    with pytest.raises(TypeError, match=r'S2MLP: input dtype torch.float16 does not '
+                       r"match the model's weights \(torch.float32\).*autocast"):
+        model(torch.randn(2, 3, 64, 64).half())
+    x = torch.randn(1, 3, 32, 32)
+    bn = S2MLP(arch=SMALL, with_pyramid=True, pyramid_cfg=dict(norm_cfg=dict(type='BN')))
+    with pytest.raises(ValueError, match=r'S2MLP: a batch of 1 image of 32x32 .*'
+                       r'BatchNorm layers of pyramid level 3'):
+        bn.train()(x)
+    assert S2MLP(arch=SMALL, with_pyramid=True).train()(x)[3].shape == (1, 16, 1, 1)
+
+
+@pytest.mark.parametrize('with_pyramid', [False, True])
+def test_parameters_to_vector(with_pyramid):
+    model = S2MLP(arch=SMALL, with_pyramid=with_pyramid)
+    sum(o.mean() for o in model(torch.randn(2, 3, 64, 96))).backward()
+    params = list(model.parameters())
+    vec = torch.nn.utils.parameters_to_vector(params)
+    assert vec.numel() == sum(p.numel() for p in params)
+    assert torch.isfinite(torch.nn.utils.parameters_to_vector(
+        [p.grad for p in params])).all()

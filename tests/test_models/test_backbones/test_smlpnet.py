@@ -268,3 +268,155 @@ def test_unknown_config_key():
     with DefaultScope.overwrite_default_scope('mmdet'):
         with pytest.raises(TypeError, match="unexpected keyword argument 'foo'"):
             MODELS.build(dict(type='SMLPNet', arch=SMALL, foo=1))
+
+
+@pytest.mark.parametrize('kwargs,error,match', [
+    # types Python would coerce silently: a bool is an int, a str a sequence
+    (dict(arch=SMALL, out_indices=True), TypeError,
+     r'out_indices=True is not accepted \(got bool\); accepted: an int or a '
+     r'non-empty list / tuple of ints in \[-4, 3\]'),
+    (dict(arch=SMALL, out_indices='03'), TypeError, r"out_indices='03'.*got str"),
+    (dict(arch=dict(SMALL, embed_dims=16.9)), TypeError,
+     'embed_dims=16.9 must be a positive int, got float'),
+    (dict(arch=dict(SMALL, embed_dims=True)), TypeError,
+     'embed_dims=True must be a positive int, got bool'),
+    (dict(arch=dict(SMALL, depths='1111')), TypeError,
+     "depths='1111' must be a non-empty list / tuple of positive ints, got str"),
+    (dict(arch=dict(SMALL, depths=[1, 0])), ValueError, r'depths=\[1, 0\] contains 0'),
+    (dict(arch=SMALL, frozen_stages=True), TypeError, 'frozen_stages=True.*got bool'),
+    (dict(arch=SMALL, in_channels='3'), TypeError, "in_channels='3'.*got str"),
+    (dict(arch=SMALL, norm_eval='False'), TypeError,
+     "norm_eval='False' must be True or False, got str"),
+    (dict(arch=SMALL, smlp_stages='01'), TypeError, "smlp_stages='01'"),
+    (dict(arch=SMALL, out_indices=(3, ), out_norm=2), ValueError,
+     r'out_norm=2 names stages that are not in out_indices=\(3,\)'),
+    # img_size: an int or a (height, width) pair of ints
+    (dict(arch=SMALL, img_size='224'), TypeError,
+     r"img_size='224' must be an int or a \(height, width\) pair of ints, got str"),
+    (dict(arch=SMALL, img_size=(224, )), TypeError,
+     r'img_size=\(224,\) must be .* got a tuple of length 1'),
+    (dict(arch=SMALL, img_size=(224, 31)), ValueError, 'must be at least 32'),
+    # mlp_ratio: a positive number that leaves the channel MLP a hidden channel
+    (dict(arch=dict(SMALL, mlp_ratio='3')), TypeError,
+     "mlp_ratio='3' must be a positive number .*got str"),
+    (dict(arch=dict(SMALL, mlp_ratio=0)), ValueError,
+     'mlp_ratio=0 must be a positive, finite number'),
+    (dict(arch=dict(SMALL, mlp_ratio=0.01)), ValueError,
+     r'mlp_ratio=0.01 leaves the channel MLP no hidden channel'),
+    (dict(arch=SMALL, drop_path_rate='0.1'), TypeError, "drop_path_rate='0.1'"),
+    # norms: BatchNorms for the token mixing and outputs, LayerNorm for channels
+    (dict(arch=SMALL, norm_cfg=dict(type='GN')), ValueError,
+     r"norm_cfg=\{'type': 'GN'\} is not accepted .*accepted: dict\(type='BN'\) or "
+     r"dict\(type='SyncBN'\).*running statistics"),
+    (dict(arch=SMALL, norm_cfg=dict(type='GN', num_groups=4)), ValueError,
+     r'\(a GroupNorm\) is not accepted'),
+    (dict(arch=SMALL, norm_cfg=dict(type='LN')), ValueError, r'\(a LayerNorm\) is not'),
+    (dict(arch=SMALL, norm_cfg='BN'), TypeError, "must be a dict with a 'type' key"),
+    (dict(arch=SMALL, channel_norm_cfg=dict(type='BN')), ValueError,
+     r"channel_norm_cfg=\{'type': 'BN'\} \(a BatchNorm2d\) is not accepted; "
+     r"accepted: dict\(type='LN'\)"),
+])
+def test_arguments_are_checked_not_coerced(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        SMLPNet(**kwargs)
+
+
+def test_accepted_argument_forms():
+    model = SMLPNet(arch=dict(SMALL, depths=(1, 1, 2, 1), mlp_ratio=2.5),
+                    img_size=[128, 192], out_indices=-1, norm_cfg=dict(type='BN2d'))
+    assert model.img_size == (128, 192) and model.out_indices == (3, )
+    assert model.depths == [1, 1, 2, 1] and model.mlp_ratio == 2.5
+
+
+def test_empty_batch_is_refused():
+    with pytest.raises(ValueError, match=r'SMLPNet: input has a batch of 0 images '
+                       r'\(shape \(0, 3, 64, 64\)\)'):
+        SMLPNet(arch=SMALL)(torch.randn(0, 3, 64, 64))
+
+
+def test_batch_of_one_with_a_1x1_map_in_training():
+    """A batch of 1 at 32 x 32 leaves the stride-32 BatchNorms one value per
+    channel: refused before running, only where such a BatchNorm normalises with
+    batch statistics."""
+    x = torch.randn(1, 3, 32, 32)
+    with pytest.raises(ValueError, match=r'SMLPNet: a batch of 1 image of 32x32 leaves '
+                       r'one value per channel \(a 1x1 map at stride 32\) for the '
+                       r'BatchNorm layers of stage 3.*batch of at least 2.*side larger '
+                       r'than 32.*norm_eval=True, or model.eval\(\)'):
+        SMLPNet(arch=SMALL).train()(x)
+    # without the output norm, the blocks of stage 3 still have BatchNorms
+    with pytest.raises(ValueError, match='stage 3'):
+        SMLPNet(arch=SMALL, out_indices=(0, 1, 2)).train()(x)
+    # no BatchNorm uses batch statistics, or none sees a 1x1 map: runs
+    for model, inp in [(SMLPNet(arch=SMALL).eval(), x),
+                       (SMLPNet(arch=SMALL, norm_eval=True).train(), x),
+                       (SMLPNet(arch=SMALL, frozen_stages=3).train(), x),
+                       (SMLPNet(arch=SMALL).train(), torch.randn(2, 3, 32, 32)),
+                       (SMLPNet(arch=SMALL).train(), torch.randn(1, 3, 32, 33)),
+                       (SMLPNet(arch=SMALL).train(), torch.randn(1, 3, 63, 63))]:
+        outs = model(inp)
+        assert outs[-1].shape[:2] == (inp.shape[0], 128)
+
+
+@pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16, torch.float64])
+def test_input_dtype_other_than_the_weights(dtype):
+    model = SMLPNet(arch=SMALL).eval()
+    x = torch.randn(2, 3, 64, 64)
+    match = (f"SMLPNet: input dtype {dtype} does not match the model's weights "
+             rf'\(torch.float32\); convert the input \(x.to\(torch.float32\)\) or '
+             rf'the model \(model.to\({dtype}\)\)')
+    if dtype != torch.float64:
+        match += rf".*torch.autocast\('cpu', dtype={dtype}\)"
+    with pytest.raises(TypeError, match=match):
+        model(x.to(dtype))
+    if dtype == torch.bfloat16:  # autocast is the way: the same input works
+        with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16):
+            outs = model(x.to(dtype))
+        assert all(torch.isfinite(o.float()).all() for o in outs)
+    # a model converted to that dtype takes it
+    if dtype != torch.float16:  # no fp16 convolution on the CPU in torch 2.1
+        assert model.to(dtype)(x.to(dtype))[0].dtype == dtype
+
+
+def test_init_cfg_empty_prefix_means_no_prefix(tmp_path):
+    """mmengine appends '.' to any prefix, so prefix='' used to match no key (an
+    AssertionError); it loads the keys as they are, as prefix=None does."""
+    src = SMLPNet(arch=SMALL)
+    path = tmp_path / 'backbone.pth'
+    torch.save({'state_dict': src.state_dict()}, path)
+    init_cfg = dict(type='Pretrained', checkpoint=str(path), prefix='')
+    dst = SMLPNet(arch=SMALL, init_cfg=init_cfg)
+    dst.init_weights()
+    for k, v in src.state_dict().items():
+        torch.testing.assert_close(dst.state_dict()[k], v, msg=k)
+    assert init_cfg['prefix'] == ''  # the caller's dict is left alone
+
+
+def test_init_cfg_prefix_matching_no_key_is_named(tmp_path):
+    src = SMLPNet(arch=SMALL)
+    path = tmp_path / 'backbone.pth'
+    torch.save({'state_dict': src.state_dict()}, path)
+    dst = SMLPNet(arch=SMALL, init_cfg=dict(type='Pretrained', checkpoint=str(path),
+                                            prefix='backbone.'))
+    with pytest.raises(ValueError, match=r"SMLPNet: init_cfg prefix 'backbone.' matches "
+                       r"no key of checkpoint '.*backbone.pth' \(its first keys: "
+                       r"\['patch_embed.projection.weight'"):
+        dst.init_weights()
+    with pytest.raises(TypeError, match=r'init_cfg prefix=1 must be a str'):
+        SMLPNet(arch=SMALL, init_cfg=dict(type='Pretrained', checkpoint=str(path),
+                                          prefix=1)).init_weights()
+
+
+def test_parameters_to_vector():
+    """Every parameter (and its gradient) is contiguous, as
+    ``parameters_to_vector`` needs, also after a training step on channels-last
+    activations."""
+    model = SMLPNet(arch=SMALL)
+    sum(o.mean() for o in model(torch.randn(2, 3, 64, 96))).backward()
+    params = list(model.parameters())
+    vec = torch.nn.utils.parameters_to_vector(params)
+    assert vec.numel() == sum(p.numel() for p in params)
+    grads = torch.nn.utils.parameters_to_vector([p.grad for p in params])
+    assert torch.isfinite(grads).all()
+    torch.nn.utils.vector_to_parameters(vec * 2, params)
+    torch.testing.assert_close(torch.nn.utils.parameters_to_vector(params), vec * 2)

@@ -113,3 +113,19 @@ def test_bad_inputs():
         pyr([torch.randn(1, 8, 5, 5)] * 2)
     with pytest.raises(ValueError, match=r'out_sizes\[0\]=\(30, 1\) is larger'):
         pyr(torch.randn(1, 8, 5, 5), out_sizes=[(30, 1), (1, 1), (1, 1), (1, 1)])
+
+
+@pytest.mark.parametrize('norm_cfg', [dict(type='LN'), dict(type='BN')])
+def test_parameters_to_vector(norm_cfg):
+    """Transposed convs, 1x1 convs and norms: every parameter and gradient is
+    contiguous, as ``parameters_to_vector`` needs, also for channels-last
+    inputs."""
+    pyramid = SimplePyramid(16, scales=(4, 2, 1, 0.5), out_channels=8,
+                            norm_cfg=norm_cfg)
+    x = torch.randn(2, 16, 6, 5).contiguous(memory_format=torch.channels_last)
+    sum(o.mean() for o in pyramid(x)).backward()
+    params = list(pyramid.parameters())
+    vec = torch.nn.utils.parameters_to_vector(params)
+    assert vec.numel() == sum(p.numel() for p in params)
+    assert torch.isfinite(torch.nn.utils.parameters_to_vector(
+        [p.grad for p in params])).all()
