@@ -126,6 +126,18 @@ say "installing mmsmlp (editable)"
 # site-packages, where mmsmlp/.mim does not exist
 "${PIP[@]}" -q --no-deps --no-build-isolation --no-use-pep517 -e .
 
+# ---- timm's own model tests ----------------------------------------------------------
+# tests/test_models/test_timm_suite.py runs tests/test_models.py of the timm sdist (the
+# wheel has no tests) over the smlpnet_* models
+TIMM=$(pin timm)
+TIMM_TESTS="$VENV/timm-tests"
+if [ ! -f "$TIMM_TESTS/timm-$TIMM/tests/test_models.py" ]; then
+    say "fetching the test suite of timm $TIMM (its sdist) into $TIMM_TESTS"
+    rm -rf "$TIMM_TESTS"
+    "$PY" -m pip download -q --no-deps --no-binary :all: "timm==$TIMM" -d "$TIMM_TESTS"
+    tar -xzf "$TIMM_TESTS/timm-$TIMM.tar.gz" -C "$TIMM_TESTS"
+fi
+
 # ---- final check ---------------------------------------------------------------------
 say "checking the stack"
 "$PY" - "$PINS" <<'PY'

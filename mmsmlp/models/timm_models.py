@@ -39,6 +39,7 @@ loads into the mmpretrain classifier as it is. Official SPACH checkpoints
 resolution are resized on load (``img_size=384`` from a 224 checkpoint).
 """
 from collections import OrderedDict
+from contextlib import nullcontext
 from typing import Dict, List, Mapping, Optional, Tuple, Union
 
 import torch
@@ -91,6 +92,11 @@ class SMLPNetTimm(nn.Module):
         drop_rate (float): dropout before the classifier. Defaults to 0.
         drop_path_rate (float): stochastic depth, growing linearly over the
             blocks to this value. Defaults to 0.
+        device (str | torch.device, optional): where the parameters and buffers
+            are created (timm's factory argument; ``'meta'`` allocates nothing).
+            Defaults to torch's default device.
+        dtype (torch.dtype, optional): floating-point dtype of the parameters
+            and buffers (timm's factory argument). Defaults to torch's default.
         **backbone_kwargs: other ``SMLPNet`` arguments (``norm_cfg``,
             ``interpolate_mode``, ``with_cp``, ...).
 
@@ -110,6 +116,8 @@ class SMLPNetTimm(nn.Module):
                  global_pool: str = 'avg',
                  drop_rate: float = 0.,
                  drop_path_rate: float = 0.,
+                 device: Optional[Union[str, torch.device]] = None,
+                 dtype: Optional[torch.dtype] = None,
                  **backbone_kwargs):
         super().__init__()
         for key in ('out_indices', 'out_norm', 'init_cfg', 'pretrained'):
@@ -118,31 +126,41 @@ class SMLPNetTimm(nn.Module):
                     f'SMLPNetTimm: {key}= is not accepted; use timm\'s '
                     'features_only=True, out_indices=(...) for pyramid features, '
                     'and checkpoint_path= for weights')
-        self.backbone = SMLPNet(
-            arch=arch,
-            img_size=img_size,
-            in_channels=in_chans,
-            out_indices=(-1, ),  # only the last stage, through the final norm
-            drop_path_rate=drop_path_rate,
-            **backbone_kwargs)
-        # the backbone's own init_cfg (trunc-normal Linear layers, unit norms),
-        # applied without BaseModule.init_weights' per-parameter console report
-        if self.backbone.init_cfg:
-            initialize(self.backbone, self.backbone.init_cfg)
+        if dtype is not None and not (isinstance(dtype, torch.dtype)
+                                      and dtype.is_floating_point):
+            raise TypeError(f'SMLPNetTimm: dtype={dtype!r}; accepted: None or a '
+                            'floating-point torch.dtype (e.g. torch.float32)')
         self.in_chans = in_chans
         self.num_classes = num_classes
         self.global_pool = global_pool
         self.drop_rate = drop_rate
         self.grad_checkpointing = bool(backbone_kwargs.get('with_cp', False))
-        channels = self.backbone.num_features
+        # timm's factory arguments: every tensor is created on ``device`` (the
+        # mmcv / mmengine layers take no device argument, hence torch's
+        # default-device context), then cast to ``dtype``
+        with torch.device(device) if device is not None else nullcontext():
+            self.backbone = SMLPNet(
+                arch=arch,
+                img_size=img_size,
+                in_channels=in_chans,
+                out_indices=(-1, ),  # only the last stage, through the final norm
+                drop_path_rate=drop_path_rate,
+                **backbone_kwargs)
+            # the backbone's own init_cfg (trunc-normal Linear layers, unit
+            # norms), without BaseModule.init_weights' per-parameter report
+            if self.backbone.init_cfg:
+                initialize(self.backbone, self.backbone.init_cfg)
+            channels = self.backbone.num_features
+            self.num_features = self.head_hidden_size = channels[-1]
+            self.head = ClassifierHead(self.num_features, num_classes,
+                                       pool_type=global_pool, drop_rate=drop_rate)
+            self._init_classifier()
+        if dtype is not None:
+            self.to(dtype=dtype)
         self.feature_info = [
             dict(num_chs=c, reduction=SMLPNet.patch_size * 2**i,
                  module=f'backbone.stages.{i}') for i, c in enumerate(channels)
         ]
-        self.num_features = self.head_hidden_size = channels[-1]
-        self.head = ClassifierHead(self.num_features, num_classes,
-                                   pool_type=global_pool, drop_rate=drop_rate)
-        self._init_classifier()
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -192,8 +210,12 @@ class SMLPNetTimm(nn.Module):
         self.num_classes = num_classes
         if global_pool is not None:
             self.global_pool = global_pool
+        # the new classifier goes where the model is (a head without parameters,
+        # after reset_classifier(0), cannot tell timm where that is)
+        param = next(self.backbone.parameters())
         self.head.reset(num_classes, pool_type=global_pool,
-                        in_features=self.num_features)
+                        in_features=self.num_features, device=param.device,
+                        dtype=param.dtype)
         self._init_classifier()
 
     def forward_intermediates(

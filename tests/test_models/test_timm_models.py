@@ -15,6 +15,7 @@ import mmsmlp.models.timm_models as timm_models
 from mmsmlp.models.backbones.smlpnet import SMLPNet
 from mmsmlp.models.timm_models import (NoPretrainedWeightsError, SMLPNetTimm,
                                        checkpoint_filter_fn)
+from mmsmlp.testing import randomise_weights
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 T_CONFIG = osp.join(ROOT, 'configs', 'smlpnet', 'smlpnet-t_8xb128_in1k.py')
@@ -39,23 +40,6 @@ def no_network(monkeypatch):
     monkeypatch.setattr(socket.socket, 'connect', refuse)
     monkeypatch.setattr(socket, 'create_connection', refuse)
     monkeypatch.setattr(socket, 'getaddrinfo', refuse)
-
-
-def _randomize(model: torch.nn.Module, seed: int = 0):
-    """Random values for every float tensor, BN running stats included, so that an
-    equality test cannot pass by accident (unit norms, zero biases)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, t in model.state_dict().items():
-            if not t.is_floating_point():
-                continue
-            if name.endswith('running_var'):
-                t.copy_(torch.rand(t.shape, generator=g) + 0.5)
-            elif 'norm' in name and name.endswith('weight'):
-                t.copy_(torch.randn(t.shape, generator=g) * 0.1 + 1.)
-            else:
-                t.copy_(torch.randn(t.shape, generator=g) * 0.05)
-    return model
 
 
 def _mmpretrain_classifier(cfg_model):
@@ -140,7 +124,8 @@ def test_features_only_out_indices(no_network):
 
 
 def test_forward_intermediates_matches_forward_features():
-    model = _randomize(timm.create_model('smlpnet_tiny', arch=SMALL_ARCH)).eval()
+    model = randomise_weights(timm.create_model('smlpnet_tiny', arch=SMALL_ARCH),
+                              scale=0.05).eval()
     x = torch.randn(1, 3, 64, 96)
     with torch.no_grad():
         final, inter = model.forward_intermediates(x)
@@ -166,7 +151,8 @@ def test_equal_to_the_mmpretrain_classifier(tmp_path, no_network):
     """Same weights, same logits: the timm model and the ImageClassifier of
     configs/smlpnet/smlpnet-t_8xb128_in1k.py, through a saved checkpoint."""
     cfg = Config.fromfile(T_CONFIG)
-    classifier = _randomize(_mmpretrain_classifier(cfg.model)).eval()
+    classifier = randomise_weights(_mmpretrain_classifier(cfg.model),
+                                   scale=0.05).eval()
     ckpt = str(tmp_path / 'smlpnet-t_in1k.pth')
     torch.save({'meta': {}, 'state_dict': classifier.state_dict()}, ckpt)
 
@@ -215,7 +201,8 @@ def test_checkpoint_filter_fn():
 
 
 def test_384_model_from_a_224_checkpoint(tmp_path):
-    small = _randomize(timm.create_model('smlpnet_tiny', arch=SMALL_ARCH)).eval()
+    small = randomise_weights(timm.create_model('smlpnet_tiny', arch=SMALL_ARCH),
+                              scale=0.05).eval()
     ckpt = str(tmp_path / 'small224.pth')
     torch.save({'state_dict': small.state_dict()}, ckpt)
     big = timm.create_model('smlpnet_tiny', arch=SMALL_ARCH, img_size=384,
@@ -232,3 +219,27 @@ def test_wrong_arguments_are_refused():
     model = SMLPNetTimm(arch=SMALL_ARCH)
     with pytest.raises(ValueError, match='output_fmt'):
         model.forward_intermediates(torch.randn(1, 3, 64, 64), output_fmt='NLC')
+
+
+def test_device_and_dtype_factory_arguments():
+    """timm's ``create_model(..., device=, dtype=)``: every tensor where asked
+    (the meta device allocates nothing and still gives the output shapes)."""
+    meta = timm.create_model('smlpnet_tiny', device='meta', num_classes=5)
+    tensors = dict(meta.named_parameters(), **dict(meta.named_buffers()))
+    assert {t.device.type for t in tensors.values()} == {'meta'}
+    out = meta(torch.empty(2, 3, 100, 130, device='meta'))
+    assert out.device.type == 'meta' and out.shape == (2, 5)
+
+    model = timm.create_model('smlpnet_tiny', arch=SMALL_ARCH, dtype=torch.float64)
+    assert {p.dtype for p in model.parameters()} == {torch.float64}
+    assert model.backbone.norm3.running_var.dtype == torch.float64
+    with torch.no_grad():
+        assert model.eval()(torch.randn(1, 3, 64, 64, dtype=torch.float64)).dtype \
+            == torch.float64
+    # a new classifier goes where the model is, also from a head without one
+    model.reset_classifier(0)
+    model.reset_classifier(4)
+    assert model.get_classifier().weight.dtype == torch.float64
+
+    with pytest.raises(TypeError, match='floating-point torch.dtype'):
+        SMLPNetTimm(arch=SMALL_ARCH, dtype=torch.int64)
