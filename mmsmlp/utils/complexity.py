@@ -29,6 +29,32 @@ def build_from_config(config):
         return registry.build(model_cfg), scope
 
 
+class TensorForward(torch.nn.Module):
+    """The tensor-to-tensor forward of a model of any codebase: a classifier's
+    logits and a segmentor's decode-head maps (their ``mode='tensor'``), a
+    detector's backbone + neck maps (``extract_feat``: the heads need per-image
+    metadata). What :func:`measure` counts and ``tools/deployment/export.py``
+    exports.
+
+    Shapes:
+        input ``(B, 3, H, W)`` (normalised as the model's data preprocessor
+        does); output: a tensor or a tuple of tensors.
+    """
+
+    def __init__(self, model: torch.nn.Module, scope: str):
+        super().__init__()
+        if scope not in DEFAULT_SHAPES:
+            raise ValueError(f'TensorForward: scope={scope!r}; accepted: '
+                             f'{sorted(DEFAULT_SHAPES)}')
+        self.model = model
+        self.scope = scope
+
+    def forward(self, x: torch.Tensor):
+        if self.scope == 'mmdet':
+            return self.model.extract_feat(x)
+        return self.model(x, mode='tensor')
+
+
 def count_parameters(model) -> int:
     return sum(p.numel() for p in model.parameters())
 
@@ -51,19 +77,7 @@ def measure(config: str,
     if not flops:
         return params, None, shape
     x = torch.randn(1, 3, *shape)
-
-    class Forward(torch.nn.Module):
-
-        def __init__(self, m):
-            super().__init__()
-            self.m = m
-
-        def forward(self, x):
-            if scope == 'mmdet':
-                return self.m.extract_feat(x)
-            return self.m(x, mode='tensor')
-
-    analyzer = FlopAnalyzer(Forward(model), (x, ))
+    analyzer = FlopAnalyzer(TensorForward(model, scope), (x, ))
     analyzer.unsupported_ops_warnings(False)
     analyzer.uncalled_modules_warnings(False)
     return params, int(analyzer.total()), shape

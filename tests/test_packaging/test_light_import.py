@@ -15,15 +15,30 @@ BLOCKED = ('pycocotools', 'matplotlib', 'mmdet', 'mmseg', 'mmpretrain', 'scipy',
 
 
 def test_import_and_forward_without_the_optional_packages(tmp_path):
+    # importing a blocked package fails; looking it up does not (torch._dynamo,
+    # which timm imports, looks up onnx and others to skip their folders)
     script = textwrap.dedent(f'''
-        import importlib.abc, sys
+        import importlib.abc, importlib.machinery, sys
+
+        class Refuse(importlib.abc.Loader):
+            def create_module(self, spec):
+                raise ImportError(f'{{spec.name}} is blocked by the test')
+
+            def exec_module(self, module):
+                pass
 
         class Block(importlib.abc.MetaPathFinder):
             def find_spec(self, name, path=None, target=None):
                 if name.split('.')[0] in {BLOCKED!r}:
-                    raise ImportError(f'{{name}} is blocked by the test')
+                    return importlib.machinery.ModuleSpec(name, Refuse())
 
         sys.meta_path.insert(0, Block())
+        try:
+            import onnx
+        except ImportError as e:
+            assert 'blocked by the test' in str(e), e
+        else:
+            raise AssertionError('onnx was not blocked')
         import torch
         import mmsmlp
         from mmsmlp.models import SMLPNet, ResMLP, S2MLP

@@ -6,17 +6,32 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmcv.cnn import build_norm_layer
 
+from .traced_size import is_fixed_size_tracing, traced_size
 
-def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
-    """Pad the bottom and right of ``(B, C, H, W)`` with zeros to multiples of
-    ``multiple``, as mmcv's ``AdaptivePadding(padding='corner')`` does for a
-    kernel equal to its stride; a no-op for multiples. Written without a branch on
-    the size, so a traced or exported graph pads every input size correctly."""
-    h, w = x.shape[2], x.shape[3]
-    # ceil(n / m) * m - n by floor division: symbolic sizes compile to it (not
-    # to a modulo, which inductor cannot yet generate for symbolic sizes)
-    return F.pad(x, (0, (w + multiple - 1) // multiple * multiple - w,
-                     0, (h + multiple - 1) // multiple * multiple - h))
+
+def pad_to_multiple(x: torch.Tensor, multiple: int, value: float = 0.) -> torch.Tensor:
+    """Pad the bottom and right of ``(B, C, H, W)`` with ``value`` (zeros by
+    default) to multiples of ``multiple``, as mmcv's
+    ``AdaptivePadding(padding='corner')`` does for a kernel equal to its stride; a
+    no-op for multiples. Written without a branch on the size, so a traced or
+    exported graph pads every input size correctly."""
+    h, w = traced_size(x, 2), traced_size(x, 3)
+    # ceil(n / m) * m - n by floor division of non-negative numbers: symbolic
+    # sizes compile to it (not to a modulo, which inductor cannot yet generate for
+    # symbolic sizes), and ONNX's integer division (rounding towards zero) agrees
+    pad_h = (h + multiple - 1) // multiple * multiple - h
+    pad_w = (w + multiple - 1) // multiple * multiple - w
+    if is_fixed_size_tracing():
+        # a graph for one size: constant blocks concatenated, as the
+        # TorchScript-based ONNX exporter infers no shape through a Pad (and the
+        # ONNX forms of some later ops need every shape)
+        b, c = traced_size(x, 0), traced_size(x, 1)
+        if pad_w:
+            x = torch.cat([x, x.new_full((b, c, h, pad_w), value)], dim=3)
+        if pad_h:
+            x = torch.cat([x, x.new_full((b, c, pad_h, w + pad_w), value)], dim=2)
+        return x
+    return F.pad(x, (0, pad_w, 0, pad_h), value=value)
 
 
 class PatchEmbed(nn.Module):

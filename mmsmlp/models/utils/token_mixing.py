@@ -43,7 +43,8 @@ import torch.fx
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mmsmlp.utils.compat import register_load_state_dict_pre_hook
+from mmsmlp.utils.compat import register_load_state_dict_pre_hook, statically_true
+from .traced_size import is_fixed_size_tracing, traced_size
 
 INTERPOLATE_MODES = ('nearest', 'nearest-exact', 'bilinear', 'bicubic', 'area')
 
@@ -118,8 +119,22 @@ def mix_tokens(x: torch.Tensor, weight: torch.Tensor,
     with ``bmm`` over an expanded (stride-0) weight: no permute copies for a
     contiguous ``x``, and mmengine's FlopAnalyzer counts ``bmm`` exactly (its
     ``matmul`` handler under-counts a broadcast ``(m, n) @ (..., n, Q)`` product).
+    An ONNX export writes a broadcast ``MatMul`` instead (same values), whose
+    graph holds no size.
     """
     dim = dim % x.dim()
+    if torch.onnx.is_in_onnx_export():
+        # ONNX MatMul broadcasts over the other axes: no size arithmetic in the
+        # graph (the TorchScript-based exporter folds the sizes of bmm's operands
+        # to the traced ones)
+        last = x.dim() - 2
+        if dim == last:  # already (..., n, Q): no Transpose in the graph
+            out = torch.matmul(weight.to(x.dtype), x)
+        else:
+            out = torch.matmul(weight.to(x.dtype), x.movedim(dim, last))
+        if bias is not None:
+            out = out + bias.to(out.dtype)[:, None]
+        return out if dim == last else out.movedim(last, dim)
     lead = x.shape[:dim]
     xv = x.reshape(-1, x.shape[dim], math.prod(x.shape[dim + 1:]))
     out = torch.bmm(weight.to(xv.dtype).expand(xv.shape[0], -1, -1), xv)
@@ -131,16 +146,19 @@ def mix_tokens(x: torch.Tensor, weight: torch.Tensor,
 def _is_reference(grid, reference: Tuple[int, ...]) -> bool:
     """Whether ``grid`` is the reference grid, where the stored weights apply as
     they are. An ONNX export always takes the general path (exact at the reference
-    size too), so that its graph holds no size; dynamo (torch.compile with dynamic
-    shapes, torch.export) sees symbolic sizes here and does the same. A plain
-    ``torch.jit.trace`` (mmengine's FlopAnalyzer) records one size anyway."""
-    if torch.onnx.is_in_onnx_export():
+    size too), so that its graph holds no size, unless it is traced for one size
+    (:func:`~mmsmlp.models.utils.traced_size.fixed_size_tracing`); dynamo
+    (torch.compile with dynamic shapes, torch.export) sees symbolic sizes here and
+    does the same without a guard (a graph compiled at the reference size serves
+    every size; static shapes keep the shortcut). A plain ``torch.jit.trace``
+    (mmengine's FlopAnalyzer) records one size anyway."""
+    if torch.onnx.is_in_onnx_export() and not is_fixed_size_tracing():
         return False
     if torch.jit.is_tracing():  # the sizes are traced 0-dim tensors
         with warnings.catch_warnings():
             warnings.simplefilter('ignore', torch.jit.TracerWarning)
             return tuple(int(g) for g in grid) == reference
-    return all(isinstance(g, int) for g in grid) and tuple(grid) == reference
+    return all(statically_true(g == r) for g, r in zip(grid, reference))
 
 
 @torch.fx.wrap
@@ -153,7 +171,7 @@ def mix_grid(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]
     A leaf for ``torch.fx`` (it reads the grid off ``x.shape``).
     """
     last = dim + len(reference) - 1
-    grid = tuple(x.shape[dim:last + 1])
+    grid = tuple(traced_size(x, d) for d in range(dim, last + 1))
     if _is_reference(grid, reference):
         if len(reference) == 1:
             return mix_tokens(x, weight, bias, dim)
