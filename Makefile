@@ -7,6 +7,8 @@ REQS := tools/install.sh requirements/runtime.txt requirements/optional.txt \
         requirements/tests.txt setup.py
 STAMP_current := .venv/.mmsmlp-installed
 STAMP_classic := .venv-classic/.mmsmlp-installed
+# test processes (pytest-xdist): the machines have 2 cores; WORKERS=0 runs in one
+WORKERS ?= 2
 
 .PHONY: install install-classic test test-classic demo demo-finetune
 install: $(STAMP_current)
@@ -21,10 +23,10 @@ $(STAMP_classic): $(REQS) requirements/stacks/classic.txt
 	touch $@
 
 test: $(STAMP_current)
-	.venv/bin/python -m pytest -q
+	.venv/bin/python -m pytest -q -n $(WORKERS)
 
 test-classic: $(STAMP_classic)
-	.venv-classic/bin/python -m pytest -q
+	.venv-classic/bin/python -m pytest -q -n $(WORKERS)
 
 demo: $(STAMP_current)
 	bash tools/demo.sh

@@ -57,6 +57,19 @@ def add_mim_extension():
             shutil.copyfile(src, dst)
 
 
+def mim_package_data():
+    """Every file under ``mmsmlp/.mim``, listed one by one: setuptools < 62.3
+    reads ``**`` in package_data as one folder level, not as any depth."""
+    package = osp.join(osp.dirname(osp.abspath(__file__)), 'mmsmlp')
+    files = []
+    for folder, subfolders, names in os.walk(osp.join(package, '.mim'),
+                                             followlinks=True):
+        subfolders[:] = [d for d in subfolders if d != '__pycache__']
+        files += [osp.relpath(osp.join(folder, n), package) for n in names
+                  if not n.endswith('.pyc')]
+    return sorted(files)
+
+
 add_mim_extension()
 setup(
     name='mmsmlp',
@@ -68,8 +81,7 @@ setup(
     long_description_content_type='text/markdown',
     packages=find_packages(include=['mmsmlp', 'mmsmlp.*']),
     include_package_data=True,
-    package_data={'mmsmlp': ['.mim/model-index.yml', '.mim/configs/**/*',
-                             '.mim/tools/**/*']},
+    package_data={'mmsmlp': mim_package_data()},
     # the ranges CI tests (requirements/stacks/*.txt); torch and mmcv are checked
     # when mmsmlp is imported and never installed or replaced by pip
     python_requires='>=3.10,<3.12',
@@ -80,6 +92,7 @@ setup(
                             'openmim'),
         'cls': requirements('optional.txt', 'mmpretrain', 'openmim'),
         'mim': requirements('optional.txt', 'openmim'),
+        'deploy': requirements('optional.txt', 'onnx', 'onnxruntime', 'onnxscript'),
         'tests': requirements('tests.txt'),
     },
     license='Apache License 2.0',

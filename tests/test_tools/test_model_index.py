@@ -1,9 +1,7 @@
 """model-index.yml and its metafiles: the checker, modelindex and `mim search`."""
 import os.path as osp
-import subprocess
 import sys
 
-import pytest
 import yaml
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))

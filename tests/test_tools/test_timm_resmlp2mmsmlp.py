@@ -142,7 +142,10 @@ def test_timm_resmlp_12_logits_are_reproduced(resmlp12, converted):
     assert ckpt['meta']['source_layout'] == 'timm'
     assert ckpt['meta']['source_key'] is None
     state = ckpt['state_dict']
-    assert len(state) == len(resmlp12.state_dict())  # nothing dropped
+    # nothing dropped; each block gains the grid its token mixing was trained on
+    grids = [k for k in state if k.endswith('token_mix.reference_grid')]
+    assert len(grids) == 12 and all(state[k].tolist() == [14, 14] for k in grids)
+    assert len(state) - len(grids) == len(resmlp12.state_dict())
     assert all(k.startswith(('backbone.', 'head.fc.')) for k in state)
     assert state['backbone.blocks.3.norm2.alpha'].shape == (384, )
     assert state['backbone.blocks.3.token_mix.weight'].shape == (196, 196)
