@@ -101,8 +101,14 @@ def time_interleaved(eager, runner, x, rounds, iters):
 
 def main(argv=None):
     args = parse_args(argv)
+    import warnings
+
     import torch
     from mmengine.logging import print_log
+
+    # the TorchScript-based exporter warns about every size it records; the parity
+    # check runs the graph, which is what those warnings ask for
+    warnings.filterwarnings('ignore', category=torch.jit.TracerWarning)
 
     from mmsmlp import deployment
     from mmsmlp.engine.launch import ConfigError
