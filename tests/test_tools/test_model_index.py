@@ -54,8 +54,11 @@ def test_checker_finds_problems(tmp_path):
         ]
     }
     (tmp_path / 'meta.yml').write_text(yaml.safe_dump(meta))
+    other = {'Collections': [dict(meta['Collections'][0], README='configs/a.py')],
+             'Models': []}
+    (tmp_path / 'other.yml').write_text(yaml.safe_dump(other))
     (tmp_path / 'model-index.yml').write_text(yaml.safe_dump(
-        {'Import': ['meta.yml', 'gone.yml']}))
+        {'Import': ['meta.yml', 'other.yml', 'gone.yml']}))
     problems = check(str(tmp_path / 'model-index.yml'),
                      measure=lambda cfg, shape, flops: (10, None, (1, 1)))
     text = '\n'.join(problems)
@@ -65,7 +68,8 @@ def test_checker_finds_problems(tmp_path):
     assert 'configs/missing.py does not exist' in text
     assert 'Parameters 11 but the config measures 10' in text
     assert 'Weights w.pth' in text
-    assert len(problems) == 6
+    assert 'other.yml: collection sMLPNet differs from its definition in meta.yml' in text
+    assert len(problems) == 7
 
 
 def test_modelindex_loads_the_index():

@@ -26,6 +26,7 @@ def check(index: str, flops: bool = False, measure=None):
         imports = (yaml.safe_load(f) or {}).get('Import') or []
     if not imports:
         problems.append(f'{index}: imports no metafile')
+    defined = {}  # collection name -> (metafile, definition)
     for imp in imports:
         path = osp.join(root, imp)
         if not osp.isfile(path):
@@ -41,6 +42,11 @@ def check(index: str, flops: bool = False, measure=None):
             readme = c.get('README')
             if readme and not osp.isfile(osp.join(root, readme)):
                 problems.append(f'{imp}: README {readme} does not exist')
+            # mim keeps the last definition of a collection name
+            first = defined.setdefault(c.get('Name'), (imp, c))
+            if first[1] != c:
+                problems.append(f'{imp}: collection {c.get("Name")} differs from its '
+                                f'definition in {first[0]}')
         for m in meta.get('Models') or []:
             name = m.get('Name')
             if name in names:

@@ -43,13 +43,16 @@ PAPER_TOP1 = {
 TASKS = {'mmpretrain': 'Image Classification', 'mmseg': 'Semantic Segmentation'}
 
 
-def collection(name: str, folder: str) -> dict:
+def collection(name: str) -> dict:
+    """The collection of an architecture, the same in every metafile that lists it
+    (mim keeps the last definition of a name)."""
     title, url, code, arch = PAPERS[name]
+    home, = [f for f, names in FOLDERS.items() if names == [name]]
     return {
         'Name': name,
         'Metadata': {'Architecture': arch},
         'Paper': {'Title': title, 'URL': url},
-        'README': f'configs/{folder}/README.md',
+        'README': f'configs/{home}/README.md',
         'Code': {'URL': f'mmsmlp/models/backbones/{code}', 'Version': VERSION},
     }
 
@@ -145,7 +148,7 @@ def main(argv=None):
             models.append(entry)
             if entry['In Collection'] not in used:
                 used.append(entry['In Collection'])
-        meta = {'Collections': [collection(c, folder) for c in used], 'Models': models}
+        meta = {'Collections': [collection(c) for c in used], 'Models': models}
         out = osp.join(ROOT, 'configs', folder, 'metafile.yml')
         with open(out, 'w') as f:
             yaml.safe_dump(meta, f, sort_keys=False, width=100)
