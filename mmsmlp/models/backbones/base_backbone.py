@@ -322,15 +322,19 @@ class MLPBackboneMixin:
 
     def _check_input(self, x: torch.Tensor):
         norms = ()
-        # the norms that a batch of one image could leave with one value per
-        # channel; looked up in eager mode only (under torch.fx ``x`` is a Proxy,
-        # under torch.compile torch's own check remains)
+        # the norms that this batch of one image leaves with one value per
+        # channel (a 1x1 map); looked up in eager mode only (under torch.fx ``x``
+        # is a Proxy, under torch.compile torch's own check remains), and their
+        # modules walked only for the groups whose map is 1x1 (batch-1 inference
+        # at usual sizes walks none)
         if (isinstance(x, torch.Tensor) and x.dim() == 4 and x.shape[0] == 1
                 and not is_compiling() and not torch.jit.is_tracing()):
+            h, w = x.shape[2], x.shape[3]
             norms = tuple(
                 (stride, where) for stride, where, modules in self._norm_groups()
-                if any(uses_batch_statistics(m) for group in modules
-                       if group is not None for m in group.modules()))
+                if h <= stride and w <= stride
+                and any(uses_batch_statistics(m) for group in modules
+                        if group is not None for m in group.modules()))
         check_input(x, type(self).__name__, self.in_channels, self.min_input_size,
                     self.patch_embed.projection.weight.dtype, norms)
 
